@@ -1,0 +1,300 @@
+"""One frozen dataclass tree holds every setting of a run.
+
+Presets (`quickstart`, `dmc`, `paper`) are functions returning a full `Config`; a YAML file
+and `section.field=value` overrides change any field. Unknown keys and values of the wrong
+type are refused with a `ConfigError` that names the key.
+"""
+from __future__ import annotations
+
+import dataclasses
+import difflib
+import typing
+from dataclasses import dataclass, field
+from pathlib import Path
+from typing import Any
+
+import yaml
+
+
+class ConfigError(ValueError):
+    """A config key or value that cannot be used; the message names the key."""
+
+
+@dataclass(frozen=True)
+class EnvConfig:
+    suite: str = "dmc-cartpole"  # a named suite (see `ezm tasks`) or a comma-separated task list
+    copies_per_task: int = 4  # N environment copies of every task, all stepped as one batch
+    action_repeat: int = 2  # simulator steps per chosen action; env steps count simulator steps
+
+
+@dataclass(frozen=True)
+class ModelConfig:
+    hidden: int = 128  # width of the latent state h and of every residual block
+    blocks: int = 2  # residual blocks in the representation, dynamics, reward and value trunks
+    head_hidden: int = 256  # width of the two hidden layers of the reward, value and policy heads
+    task_embedding_dim: int = 128  # size of the task embedding e (nn.Embedding, max_norm=1)
+    action_embedding_dim: int = 64  # size of the encoded action u = U(a, e)
+    value_heads: int = 5  # value ensemble size (heads over one shared trunk)
+    dropout: float = 0.0  # dropout in the value heads
+    projector_hidden: int = 256  # hidden width of the SimSiam projector
+    projector_out: int = 128  # output width of the projector (and of the predictor)
+    predictor_hidden: int = 256  # hidden width of the SimSiam predictor
+    support_bins: int = 51  # bins of the categorical reward and value supports
+    reward_range: tuple[float, float] = (-2.0, 2.0)  # reward support range (before the h-transform)
+    value_range: tuple[float, float] = (-299.0, 299.0)  # value support range (before the h-transform)
+    te_representation: bool = True  # feed the task embedding to the representation H
+    te_dynamics: bool = True  # feed the task embedding to the dynamics G
+    te_reward: bool = True  # feed the task embedding to the reward path R
+    te_value_policy: bool = True  # feed the task embedding to the value V and policy P
+
+
+@dataclass(frozen=True)
+class SearchConfig:
+    simulations: int = 32  # model calls (simulations) per search
+    root_actions: int = 16  # K candidate actions sampled at the root (also the top-m of halving)
+    root_policy_samples: int = 4  # of the K, how many come from N(mu, sigma); the rest are widened
+    root_widen: float = 3.0  # std multiplier for the widened root samples N(mu, widen * sigma)
+    child_actions: int = 2  # candidate actions sampled at every interior node
+    c_visit: float = 50.0  # sigma(q) = (c_visit + max N) * c_scale * q
+    c_scale: float = 0.1  # see c_visit
+    value_min_heads: int = 2  # value inference: minimum over this many randomly chosen heads
+    gumbel_scale: float = 1.0  # scale of the Gumbel noise when acting (0 disables it)
+
+
+@dataclass(frozen=True)
+class ReplayConfig:
+    capacity_per_task: int = 100_000  # transitions kept per task (oldest are overwritten)
+    priority_alpha: float = 1.0  # prioritised sampling exponent within a task (0 = uniform)
+    priority_beta: float = 1.0  # importance-weight exponent
+    independent: bool = True  # one buffer per task (IER); False pools all tasks (the -IER ablation)
+
+
+@dataclass(frozen=True)
+class LearnConfig:
+    batch_size: int = 256  # sequences per update, B / |T| from every task
+    unroll: int = 5  # K unroll steps of the dynamics in the loss
+    td_steps: int = 5  # n of the n-step TD value target
+    lr: float = 3e-4  # Adam learning rate
+    weight_decay: float = 2e-5  # Adam weight decay
+    grad_clip: float = 5.0  # global gradient-norm clip
+    reward_coef: float = 1.0  # weight of the reward cross-entropy
+    value_coef: float = 0.5  # weight of the value cross-entropy (every ensemble head)
+    policy_coef: float = 1.0  # weight of the policy loss
+    consistency_coef: float = 5.0  # weight of the SimSiam temporal consistency loss
+    path_coef: float = 0.5  # weight of the path consistency loss
+    entropy_coef: float = 5e-3  # weight of the policy entropy bonus
+    path_consistency: bool = True  # use the path consistency loss (off: the -PathCons ablation)
+    latent_grad_scale: float = 0.5  # gradient scale on the latent at every unroll step
+    target_update_interval: int = 200  # updates between copies of the online model to the target
+    value_target: str = "mixed"  # "mixed" (ensemble-variance alpha), "rule" (age-based) or "td"
+    rule_switch_updates: int = 50_000  # rule-based mixing: updates before old transitions use search values
+    rule_age: int = 20_000  # rule-based mixing: transitions older than this many env steps use search values
+    reanalyze_simulations: int = 16  # simulations of the reanalyze search
+    replay_ratio: float = 0.25  # updates per environment step (summed over tasks, counting decisions)
+    warmup_steps: int = 2_000  # env steps per task collected before the first update
+    mixed_precision: bool = False  # bf16 autocast for the learner (CUDA only)
+
+
+@dataclass(frozen=True)
+class TrainConfig:
+    env_steps_per_task: int = 50_000  # environment steps collected per task (simulator steps)
+    eval_interval: int = 10_000  # env steps per task between evaluations
+    eval_episodes: int = 2  # evaluation episodes per task (no noise)
+    checkpoint_interval: int = 10_000  # env steps per task between checkpoints
+    log_interval: int = 1_000  # env steps per task between log lines
+    run_dir: str = "runs"  # parent folder of run directories
+    progress: bool = True  # show a progress bar
+
+
+@dataclass(frozen=True)
+class Config:
+    seed: int = 0  # the one seed every generator of the run derives from
+    device: str = "cpu"  # torch device of the model, search and learner
+    discount: float = 0.99  # discount shared by every task
+    env: EnvConfig = field(default_factory=EnvConfig)  # tasks and environment copies
+    model: ModelConfig = field(default_factory=ModelConfig)  # the world model
+    search: SearchConfig = field(default_factory=SearchConfig)  # the acting search
+    replay: ReplayConfig = field(default_factory=ReplayConfig)  # replay buffers
+    learn: LearnConfig = field(default_factory=LearnConfig)  # targets, losses and optimiser
+    train: TrainConfig = field(default_factory=TrainConfig)  # the training loop
+
+
+def quickstart() -> Config:
+    """Minutes on a 2-core CPU: a small model, few simulations, short budget."""
+    base = dmc()
+    return replace(
+        base,
+        model=dataclasses.replace(base.model, hidden=64, blocks=1, head_hidden=128,
+                                  task_embedding_dim=16, action_embedding_dim=16,
+                                  projector_hidden=128, projector_out=64, predictor_hidden=128),
+        search=dataclasses.replace(base.search, simulations=8, root_actions=8, root_policy_samples=2),
+        learn=dataclasses.replace(base.learn, batch_size=128, reanalyze_simulations=8, warmup_steps=1_000),
+        train=dataclasses.replace(base.train, env_steps_per_task=10_000, eval_interval=5_000,
+                                  checkpoint_interval=5_000),
+    )
+
+
+def dmc() -> Config:
+    """The small state-based DMC model of EfficientZero-V2: right for a CPU."""
+    return Config()
+
+
+def paper() -> Config:
+    """The paper's Tables 3 and 4 (HumanoidBench-Hard scale, about 16M parameters)."""
+    return Config(
+        env=EnvConfig(suite="hb-hard", copies_per_task=4, action_repeat=1),
+        model=ModelConfig(hidden=512, blocks=3, head_hidden=512, task_embedding_dim=128,
+                          action_embedding_dim=64, value_heads=5, dropout=0.1,
+                          projector_hidden=1024, projector_out=512, predictor_hidden=1024,
+                          reward_range=(-299.0, 299.0), value_range=(-299.0, 299.0)),
+        search=SearchConfig(simulations=32, root_actions=16),
+        learn=LearnConfig(batch_size=512, lr=1e-4, weight_decay=2e-5, unroll=5, td_steps=5,
+                          reanalyze_simulations=32),
+        train=TrainConfig(env_steps_per_task=1_000_000, eval_interval=50_000,
+                          checkpoint_interval=50_000, log_interval=10_000),
+    )
+
+
+PRESETS = {"quickstart": quickstart, "dmc": dmc, "paper": paper}
+
+
+def preset(name: str) -> Config:
+    """The named preset; an unknown name is refused with the closest names."""
+    if name not in PRESETS:
+        raise ConfigError(f"unknown preset {name!r}; choose one of {', '.join(PRESETS)}")
+    return PRESETS[name]()
+
+
+def replace(cfg: Config, **changes: Any) -> Config:
+    return dataclasses.replace(cfg, **changes)
+
+
+def _suggest(key: str, names: typing.Iterable[str]) -> str:
+    close = difflib.get_close_matches(key, list(names), n=3, cutoff=0.5)
+    return f" (did you mean {', '.join(close)}?)" if close else ""
+
+
+def _coerce(key: str, value: Any, hint: Any) -> Any:
+    """Convert `value` to the field type `hint`, or refuse naming `key`."""
+    origin = typing.get_origin(hint)
+    if origin is tuple:
+        if isinstance(value, str):
+            value = yaml.safe_load(value) if value.startswith("[") else value.split(",")
+        item_types = typing.get_args(hint)
+        if not isinstance(value, (list, tuple)) or len(value) != len(item_types):
+            raise ConfigError(f"{key}: expected a list of {len(item_types)} values, got {value!r}")
+        return tuple(_coerce(key, v, t) for v, t in zip(value, item_types))
+    if hint is bool:
+        if isinstance(value, bool):
+            return value
+        if isinstance(value, str) and value.lower() in ("true", "false", "1", "0", "yes", "no"):
+            return value.lower() in ("true", "1", "yes")
+        raise ConfigError(f"{key}: expected true or false, got {value!r}")
+    if hint is int:
+        if isinstance(value, bool):
+            raise ConfigError(f"{key}: expected an integer, got {value!r}")
+        if isinstance(value, int):
+            return value
+        if isinstance(value, float) and value.is_integer():
+            return int(value)
+        if isinstance(value, str):
+            try:
+                number = float(value)
+            except ValueError:
+                number = None
+            if number is not None and number.is_integer():
+                return int(number)
+        raise ConfigError(f"{key}: expected an integer, got {value!r}")
+    if hint is float:
+        if isinstance(value, bool):
+            raise ConfigError(f"{key}: expected a number, got {value!r}")
+        try:
+            return float(value)
+        except (TypeError, ValueError):
+            raise ConfigError(f"{key}: expected a number, got {value!r}") from None
+    if hint is str:
+        if not isinstance(value, (str, int, float)) or isinstance(value, bool):
+            raise ConfigError(f"{key}: expected a string, got {value!r}")
+        return str(value)
+    raise ConfigError(f"{key}: unsupported field type {hint}")  # pragma: no cover
+
+
+def _hints(cls: type) -> dict[str, Any]:
+    return typing.get_type_hints(cls)
+
+
+def merge(cfg: Any, changes: dict[str, Any], prefix: str = "") -> Any:
+    """Return `cfg` with the nested dict `changes` applied, checking every key and type."""
+    if not isinstance(changes, dict):
+        raise ConfigError(f"{prefix or 'config'}: expected a mapping, got {changes!r}")
+    hints = _hints(type(cfg))
+    updates = {}
+    for key, value in changes.items():
+        name = f"{prefix}{key}"
+        if key not in hints:
+            raise ConfigError(f"unknown config key {name!r}{_suggest(str(key), hints)}")
+        current = getattr(cfg, key)
+        if dataclasses.is_dataclass(current):
+            updates[key] = merge(current, value, prefix=f"{name}.")
+        else:
+            updates[key] = _coerce(name, value, hints[key])
+    return dataclasses.replace(cfg, **updates)
+
+
+def parse_overrides(items: typing.Sequence[str]) -> dict[str, Any]:
+    """Turn `["learn.lr=1e-3", "seed=3"]` into a nested dict (values stay strings)."""
+    nested: dict[str, Any] = {}
+    for item in items:
+        if "=" not in item:
+            raise ConfigError(f"override {item!r} is not of the form key=value")
+        key, value = item.split("=", 1)
+        parts = key.strip().split(".")
+        node = nested
+        for part in parts[:-1]:
+            node = node.setdefault(part, {})
+            if not isinstance(node, dict):
+                raise ConfigError(f"override {key!r} conflicts with an earlier one")
+        node[parts[-1]] = value.strip()
+    return nested
+
+
+def to_dict(cfg: Any) -> dict[str, Any]:
+    """Plain nested dict (tuples as lists), for YAML, JSON and checkpoints."""
+    out = {}
+    for f in dataclasses.fields(cfg):
+        value = getattr(cfg, f.name)
+        if dataclasses.is_dataclass(value):
+            value = to_dict(value)
+        elif isinstance(value, tuple):
+            value = list(value)
+        out[f.name] = value
+    return out
+
+
+def load_yaml(path: str | Path) -> dict[str, Any]:
+    try:
+        data = yaml.safe_load(Path(path).read_text())
+    except FileNotFoundError:
+        raise ConfigError(f"config file {str(path)!r} does not exist") from None
+    except yaml.YAMLError as err:
+        raise ConfigError(f"config file {str(path)!r} is not valid YAML: {err}") from None
+    return data or {}
+
+
+def build(preset_name: str = "dmc", config_file: str | Path | None = None,
+          overrides: typing.Sequence[str] = ()) -> Config:
+    """Preset, then the YAML file, then the command-line overrides."""
+    cfg = preset(preset_name)
+    if config_file is not None:
+        cfg = merge(cfg, load_yaml(config_file))
+    return merge(cfg, parse_overrides(overrides))
+
+
+def save(cfg: Config, path: str | Path) -> None:
+    Path(path).write_text(yaml.safe_dump(to_dict(cfg), sort_keys=False))
+
+
+def from_dict(data: dict[str, Any]) -> Config:
+    """Inverse of `to_dict` (every key checked)."""
+    return merge(Config(), data)
+
