@@ -38,3 +38,19 @@ class RawEnv(Protocol):
 
     def close(self) -> None:
         """Release the simulator."""
+
+
+class TaskError(ValueError):
+    """A task or suite that cannot be used; the message is meant for the user as is."""
+
+
+class UnknownTaskError(TaskError):
+    """A task or suite name that no source knows; the message suggests the closest names."""
+
+
+class MissingPackageError(TaskError):
+    """A task whose source package is not installed; the message says how to install it."""
+
+
+class EnvironmentNaNError(RuntimeError):
+    """An environment returned NaN or inf; the message names the task, copy and step."""
