@@ -1,0 +1,213 @@
+import dataclasses
+import math
+
+import pytest
+import torch
+from torch.nn import functional as F
+
+from ezm.config import paper, quickstart
+from ezm.model import Support, WorldModel, count_parameters
+from ezm.model.policy import LOG_STD_MIN, entropy, log_prob
+from ezm.model.support import h, h_inverse
+
+OBS, ACT, TASKS = 10, 4, 3
+# tasks 0 and 1 use every action dim; task 2 only the first two
+MASK = torch.tensor([[1.0, 1, 1, 1], [1, 1, 1, 1], [1, 1, 0, 0]])
+
+
+def small_model(**changes) -> WorldModel:
+    torch.manual_seed(0)
+    cfg = dataclasses.replace(quickstart().model, blocks=1, value_heads=3, **changes)
+    return WorldModel(cfg, TASKS, OBS, ACT, MASK)
+
+
+def inputs(batch: int = 6, tasks=(0, 1, 2)):
+    g = torch.Generator().manual_seed(1)
+    obs = torch.randn(batch, OBS, generator=g)  # [B, O]
+    task = torch.tensor(tasks).repeat(batch // len(tasks) + 1)[:batch]  # [B]
+    action = (torch.rand(batch, ACT, generator=g) * 2 - 1) * MASK[task]  # [B, A]
+    return obs, task, action
+
+
+def test_h_inverse_round_trip():
+    x = torch.cat([torch.linspace(-1000, 1000, 2001, dtype=torch.float64),
+                   torch.tensor([0.0, 1e-6, -1e-6, 1e5, -1e5], dtype=torch.float64)])
+    torch.testing.assert_close(h_inverse(h(x)), x, rtol=1e-9, atol=1e-9)
+    assert h(torch.tensor(-3.0)) < 0  # odd, never clipped at 0
+
+
+@pytest.mark.parametrize("low, high", [(-2.0, 2.0), (-299.0, 299.0), (-20.0, 5.0)])
+def test_two_hot_then_decode_returns_the_values(low, high):
+    support = Support(low, high, 51)
+    x = torch.cat([torch.linspace(low, high, 37), torch.tensor([low, high, 0.0, -0.3, 1.7])])
+    target = support.two_hot(x.reshape(6, 7))  # [6, 7, 51]
+    assert target.shape == (6, 7, 51)
+    assert (target >= 0).all() and torch.allclose(target.sum(-1), torch.ones(6, 7))
+    assert ((target > 0).sum(-1) <= 2).all()
+    decoded = support.decode(target.log())  # softmax(log p) = p
+    torch.testing.assert_close(decoded, x.reshape(6, 7), rtol=1e-4, atol=1e-4)
+
+
+def test_values_outside_the_range_go_to_the_ends():
+    support = Support(-2.0, 2.0, 51)
+    target = support.two_hot(torch.tensor([-50.0, 50.0]))
+    assert target[0, 0] == 1 and target[1, -1] == 1
+    torch.testing.assert_close(support.decode(target.log()), torch.tensor([-2.0, 2.0]))
+
+
+def test_paper_preset_sizes_and_parameter_count():
+    model = WorldModel(paper().model, 14, 177, 61, torch.ones(14, 61))
+    assert model.representation.input.in_features == 305  # 177 + 128
+    assert model.dynamics.input.in_size == 701  # 512 + 128 + 61
+    assert model.action_encoder.input.in_features == 189  # 61 + 128
+    assert model.value_policy.norm.normalized_shape == (640,)  # 512 + 128
+    assert model.value_policy.value_heads[0][0].in_features == 640
+    assert model.value_policy.policy_head[-1].out_features == 122  # 2 x 61
+    assert len(model.value_policy.value_heads) == 5
+    assert 15e6 < count_parameters(model) < 17e6
+
+
+def test_masked_action_dims():
+    model = small_model().eval()
+    obs, task, action = inputs()
+    for out in (model.initial(obs, task), model.recurrent(model.initial(obs, task).latent, action, task)):
+        masked = MASK[task] == 0  # [B, A]
+        assert masked.any()
+        assert (out.mean[masked] == 0).all()
+        assert torch.allclose(out.std[masked], torch.tensor(math.exp(LOG_STD_MIN)))
+        assert (out.mean.abs() <= 1).all() and (out.mean[~masked] != 0).all()
+        assert (out.std[~masked] >= math.exp(LOG_STD_MIN)).all() and (out.std <= math.exp(2.0)).all()
+
+
+def test_actions_on_masked_dims_are_ignored():
+    model = small_model().eval()
+    obs, task, action = inputs()
+    latent = model.initial(obs, task).latent
+    noisy = action + (1 - MASK[task]) * 0.7  # garbage on masked dims only
+    torch.testing.assert_close(model.recurrent_logits(latent, noisy, task),
+                               model.recurrent_logits(latent, action, task))
+
+
+def _path_outputs(model, obs, task, action):
+    """One output per embedding injection point, each fed the same latent."""
+    latent = model.initial(obs, torch.zeros_like(task)).latent  # [B, H], the same for every task
+    value_logits, mean, _ = model._value_policy(latent, model.task_embedding(task), task)
+    return {
+        "te_representation": model.initial_logits(obs, task).latent,
+        "te_dynamics": model.recurrent_logits(latent, action, task).latent,
+        "te_reward": model.reward_logits(latent, action, task),
+        "te_value_policy": torch.cat([value_logits.flatten(1), mean], dim=1),
+    }
+
+
+@pytest.mark.parametrize("switch", ["te_representation", "te_dynamics", "te_reward", "te_value_policy"])
+def test_task_embedding_switches(switch):
+    on, off = small_model().eval(), small_model(**{switch: False}).eval()
+    E = on.cfg.task_embedding_dim
+    sizes = {
+        "te_representation": lambda m: m.representation.input.in_features,
+        "te_dynamics": lambda m: m.dynamics.input.in_size,
+        "te_reward": lambda m: m.reward.input.in_size + m.action_encoder.input.in_features,
+        "te_value_policy": lambda m: m.value_policy.norm.normalized_shape[0],
+    }[switch]
+    shrink = 2 * E if switch == "te_reward" else E  # the reward path feeds e twice (U and R)
+    assert sizes(on) - sizes(off) == shrink
+    obs, _, action = inputs(4, tasks=(0,))  # same rows, tasks 0 and 1 share a mask
+    with torch.no_grad():
+        for model in (on, off):
+            torch.nn.init.normal_(model.reward.head[-1].weight)  # it starts at zero
+        for model, depends in ((on, True), (off, False)):
+            task0 = _path_outputs(model, obs, torch.zeros(4, dtype=torch.long), action)[switch]
+            task1 = _path_outputs(model, obs, torch.ones(4, dtype=torch.long), action)[switch]
+            assert torch.allclose(task0, task1) != depends
+
+
+def test_mixed_task_batch_equals_rows_alone():
+    model = small_model().eval()
+    obs, task, action = inputs(6)
+    with torch.no_grad():
+        first = model.initial(obs, task)
+        step = model.recurrent(first.latent, action, task)
+        for i in range(6):
+            row = slice(i, i + 1)
+            alone = model.initial(obs[row], task[row])
+            torch.testing.assert_close(alone, tuple(t[row] for t in first), rtol=1e-5, atol=1e-5)
+            alone = model.recurrent(first.latent[row], action[row], task[row])
+            torch.testing.assert_close(alone, tuple(t[row] for t in step), rtol=1e-5, atol=1e-5)
+
+
+def test_initial_and_logits_agree():
+    model = small_model().eval()
+    obs, task, action = inputs()
+    with torch.no_grad():
+        logits = model.initial_logits(obs, task)
+        decoded = model.initial(obs, task)
+        step = model.recurrent_logits(logits.latent, action, task)
+        step_decoded = model.recurrent(logits.latent, action, task)
+    assert (decoded.reward == 0).all() and (logits.reward_logits == 0).all()
+    torch.testing.assert_close(decoded.values, model.value_support.decode(logits.value_logits))
+    torch.testing.assert_close(model.value_logits(logits.latent, task), logits.value_logits)
+    torch.testing.assert_close(step_decoded.reward, model.reward_support.decode(step.reward_logits))
+    torch.testing.assert_close(model.reward_logits(logits.latent, action, task), step.reward_logits)
+    assert decoded.values.shape == (6, 3) and step_decoded.latent.shape == (6, model.cfg.hidden)
+    assert model.project(logits.latent).shape == (6, model.cfg.projector_out)
+    assert model.predict(model.project(logits.latent)).shape == (6, model.cfg.projector_out)
+
+
+def test_gradients_flow_through_the_unroll():
+    model = small_model().train()
+    with torch.no_grad():
+        torch.nn.init.normal_(model.reward.head[-1].weight)  # it starts at zero, blocking the path
+    obs, task, action = inputs(8)
+    latent = model.initial_logits(obs, task).latent
+    for _ in range(3):
+        out = model.recurrent_logits(latent, action, task)
+        latent = out.latent
+    # only the last step is scored: the representation learns through three dynamics steps
+    loss = (out.reward_logits.logsumexp(-1).sum() + out.value_logits.logsumexp(-1).sum()
+            + out.mean.sum() + out.std.sum() + model.predict(model.project(latent)).square().sum())
+    loss.backward()
+    for name in ("task_embedding", "representation", "action_encoder", "dynamics", "reward",
+                 "value_policy", "projector", "predictor"):
+        grads = [p.grad for p in getattr(model, name).parameters()]
+        assert any(g is not None and g.abs().sum() > 0 for g in grads), name
+    first_layer = model.representation.input.weight.grad
+    assert torch.isfinite(first_layer).all() and first_layer.abs().sum() > 0
+
+
+def test_policy_log_prob_and_entropy_sum_valid_dims():
+    mean = torch.tensor([[0.1, -0.5, 0.0], [0.3, 0.2, 0.0]])
+    std = torch.tensor([[0.5, 1.0, 1e-4], [0.2, 0.3, 1e-4]])
+    action = torch.tensor([[0.2, -0.1, 0.9], [0.0, 0.5, 0.9]])  # the last dim is masked
+    mask = torch.tensor([[1.0, 1, 0], [1, 1, 0]])
+    normal = torch.distributions.Normal(mean[:, :2], std[:, :2])
+    torch.testing.assert_close(log_prob(mean, std, action, mask), normal.log_prob(action[:, :2]).sum(-1))
+    torch.testing.assert_close(entropy(std, mask), normal.entropy().sum(-1))
+
+
+def test_tiny_fit_drives_reward_cross_entropy_down():
+    model = small_model().train()
+    obs, task, action = inputs(32)
+    g = torch.Generator().manual_seed(2)
+    reward = torch.rand(32, generator=g) * 3 - 1.5  # [B] in the support's range, both signs
+    target = model.reward_support.two_hot(reward)  # [B, bins]
+    optimiser = torch.optim.Adam(model.parameters(), lr=1e-3)
+
+    def cross_entropy():
+        latent = model.initial_logits(obs, task).latent
+        logits = model.reward_logits(latent, action, task)
+        return -(target * F.log_softmax(logits, -1)).sum(-1).mean()
+
+    first = cross_entropy().item()
+    for _ in range(200):
+        optimiser.zero_grad()
+        loss = cross_entropy()
+        loss.backward()
+        optimiser.step()
+    model.eval()
+    with torch.no_grad():
+        last = cross_entropy().item()
+        latent = model.initial(obs, task).latent
+        predicted = model.recurrent(latent, action, task).reward
+    assert last < 0.5 * first
+    assert (predicted - reward).abs().mean() < 0.2
