@@ -40,8 +40,8 @@ def _humanoidbench() -> ModuleType:
     except ModuleNotFoundError as err:
         if err.name not in ("ezm.tasks.humanoidbench", "humanoid_bench"):
             raise
-        raise MissingPackageError("HumanoidBench tasks need the humanoid_bench package "
-                                  f"(pip install humanoid_bench; missing module {err.name!r})") from None
+        raise MissingPackageError("HumanoidBench tasks need the humanoid_bench package and ezm's "
+                                  f"HumanoidBench source (missing module {err.name!r}); see docs/humanoidbench.md") from None
 
 
 def source(name: str) -> ModuleType:
