@@ -44,8 +44,9 @@ def machine() -> dict:
 
 
 def commit() -> dict:
-    """HEAD of the checkout and whether tracked files differ from it."""
-    return {"sha": _git("rev-parse", "HEAD"), "dirty": bool(_git("status", "--porcelain", "--untracked-files=no"))}
+    """HEAD of the checkout, whether tracked files differ from it, and which."""
+    changed = [line[3:] for line in _git("status", "--porcelain", "--untracked-files=no").splitlines()]
+    return {"sha": _git("rev-parse", "HEAD"), "dirty": bool(changed), "dirty_paths": changed}
 
 
 def meta() -> dict:
