@@ -45,7 +45,7 @@ def machine() -> dict:
 
 def commit() -> dict:
     """HEAD of the checkout, whether tracked files differ from it, and which."""
-    changed = [line[3:] for line in _git("status", "--porcelain", "--untracked-files=no").splitlines()]
+    changed = _git("diff", "--name-only", "HEAD").splitlines()
     return {"sha": _git("rev-parse", "HEAD"), "dirty": bool(changed), "dirty_paths": changed}
 
 
