@@ -1,0 +1,97 @@
+"""Steps/s of MultiTaskEnv against a plain loop over the same raw dm_control environments.
+
+    python benchmarks/env_throughput.py [--steps 300] [--repeats 21]
+
+Both sides step `dmc-walker` x 4 copies (12 environments, action repeat 1) with the same
+pre-drawn random actions and reset an environment when its episode ends. Measurements are
+short and interleaved (order swapped every repeat) and medians are compared, because other
+processes share the machine: the ratio of the median times, the median of the ratios of
+adjacent pairs, and the same on process CPU time. Writes benchmarks/results/env_throughput.json.
+"""
+from __future__ import annotations
+
+import argparse
+import json
+import statistics
+import time
+from pathlib import Path
+
+import numpy as np
+from dm_control import suite
+
+from _meta import meta
+from ezm.tasks.multitask_env import MultiTaskEnv
+from ezm.tasks.registry import SUITES, resolve
+
+SUITE, COPIES = "dmc-walker", 4
+OUT = Path(__file__).parent / "results" / "env_throughput.json"
+
+
+def run_layer(env: MultiTaskEnv, actions: np.ndarray) -> tuple[float, float]:
+    """(wall seconds, CPU seconds) for len(actions) batched steps."""
+    env.reset()
+    wall, cpu = time.perf_counter(), time.process_time()
+    for batch in actions:
+        result = env.step(batch)
+        ended = np.flatnonzero(result.terminated | result.truncated)
+        if len(ended):
+            env.reset_rows(ended)
+    return time.perf_counter() - wall, time.process_time() - cpu
+
+
+def run_raw(envs: list, actions: np.ndarray) -> tuple[float, float]:
+    """The same steps as a Python loop over the raw dm_control environments."""
+    for env in envs:
+        env.reset()
+    wall, cpu = time.perf_counter(), time.process_time()
+    for batch in actions:
+        for env, action in zip(envs, batch):
+            if env.step(action).last():
+                env.reset()
+    return time.perf_counter() - wall, time.process_time() - cpu
+
+
+def main() -> None:
+    parser = argparse.ArgumentParser(description=__doc__.splitlines()[0])
+    parser.add_argument("--steps", type=int, default=300, help="batched steps per measurement")
+    parser.add_argument("--repeats", type=int, default=21, help="measurements of each side")
+    args = parser.parse_args()
+
+    layer = MultiTaskEnv(resolve(SUITE), copies=COPIES, seed=0)
+    raw = [suite.load(*name.split("-", 1), task_kwargs={"random": row})
+           for row, name in enumerate(np.repeat(SUITES[SUITE], COPIES))]
+    actions = np.random.default_rng(0).uniform(-1, 1, (args.steps, layer.num_envs, layer.action_size))
+    run_layer(layer, actions[:50]), run_raw(raw, actions[:50])  # warm up caches and allocators
+    times = {"layer": [], "raw": []}  # side -> [(wall, cpu)] per repeat
+    for repeat in range(args.repeats):
+        order = ("layer", "raw") if repeat % 2 == 0 else ("raw", "layer")
+        for side in order:
+            times[side].append(run_layer(layer, actions) if side == "layer" else run_raw(raw, actions))
+    layer.close()
+
+    env_steps = args.steps * layer.num_envs
+    wall = {side: statistics.median(t[0] for t in runs) for side, runs in times.items()}
+    cpu = {side: statistics.median(t[1] for t in runs) for side, runs in times.items()}
+    result = {
+        **meta(),
+        "command": "python benchmarks/env_throughput.py " + f"--steps {args.steps} --repeats {args.repeats}",
+        "config": {"suite": SUITE, "copies_per_task": COPIES, "num_envs": layer.num_envs, "action_repeat": 1,
+                   "batched_steps": args.steps, "repeats": args.repeats, "actions": "uniform in [-1, 1], seed 0"},
+        "layer_steps_per_s": env_steps / wall["layer"],  # environment steps per wall second, median
+        "raw_steps_per_s": env_steps / wall["raw"],
+        "overhead_ratio": wall["layer"] / wall["raw"] - 1,  # median wall time, layer / raw - 1
+        "overhead_ratio_paired": statistics.median(  # median over repeats of layer / raw - 1, adjacent runs
+            l[0] / r[0] - 1 for l, r in zip(times["layer"], times["raw"])),
+        "overhead_ratio_cpu": cpu["layer"] / cpu["raw"] - 1,  # median process CPU time (less sensitive to load)
+        "wall_s": {side: [t[0] for t in runs] for side, runs in times.items()},
+        "cpu_s": {side: [t[1] for t in runs] for side, runs in times.items()},
+    }
+    OUT.parent.mkdir(parents=True, exist_ok=True)
+    OUT.write_text(json.dumps(result, indent=2) + "\n")
+    print(f"layer {result['layer_steps_per_s']:.0f} steps/s, raw {result['raw_steps_per_s']:.0f} steps/s, "
+          f"overhead {100 * result['overhead_ratio']:.1f}% (paired {100 * result['overhead_ratio_paired']:.1f}%, "
+          f"CPU time {100 * result['overhead_ratio_cpu']:.1f}%)")
+
+
+if __name__ == "__main__":
+    main()
