@@ -6,7 +6,8 @@ Both sides step `dmc-walker` x 4 copies (12 environments, action repeat 1) with 
 pre-drawn random actions and reset an environment when its episode ends. Measurements are
 short and interleaved (order swapped every repeat) and medians are compared, because other
 processes share the machine: the ratio of the median times, the median of the ratios of
-adjacent pairs, and the same on process CPU time. Writes benchmarks/results/env_throughput.json.
+adjacent pairs, and the same on process CPU time. The layer's own work is also timed alone,
+over environments that do no simulation. Writes benchmarks/results/env_throughput.json.
 """
 from __future__ import annotations
 
@@ -51,6 +52,34 @@ def run_raw(envs: list, actions: np.ndarray) -> tuple[float, float]:
     return time.perf_counter() - wall, time.process_time() - cpu
 
 
+class _ConstantEnv:
+    """A RawEnv that does no simulation: stepping the layer over it times the layer's own work."""
+
+    def __init__(self, obs_size: int):
+        self.obs = np.zeros(obs_size)  # [obs_size]
+
+    def reset(self, seed: int) -> np.ndarray:
+        return self.obs
+
+    def step(self, action: np.ndarray) -> tuple[np.ndarray, float, bool, bool]:
+        return self.obs, 0.0, False, False
+
+    def close(self) -> None:
+        pass
+
+
+def layer_own_seconds(layer: MultiTaskEnv, actions: np.ndarray) -> float:
+    """CPU seconds of the layer's bookkeeping alone for len(actions) batched steps."""
+    layer.raw_envs, real = [_ConstantEnv(layer.obs_size) for _ in layer.raw_envs], layer.raw_envs
+    layer.reset()
+    cpu = time.process_time()
+    for batch in actions:
+        layer.step(batch)
+    seconds = time.process_time() - cpu
+    layer.raw_envs = real
+    return seconds
+
+
 def main() -> None:
     parser = argparse.ArgumentParser(description=__doc__.splitlines()[0])
     parser.add_argument("--steps", type=int, default=300, help="batched steps per measurement")
@@ -67,6 +96,7 @@ def main() -> None:
         order = ("layer", "raw") if repeat % 2 == 0 else ("raw", "layer")
         for side in order:
             times[side].append(run_layer(layer, actions) if side == "layer" else run_raw(raw, actions))
+    own = statistics.median(layer_own_seconds(layer, actions) for _ in range(args.repeats))
     layer.close()
 
     env_steps = args.steps * layer.num_envs
@@ -83,6 +113,8 @@ def main() -> None:
         "overhead_ratio_paired": statistics.median(  # median over repeats of layer / raw - 1, adjacent runs
             l[0] / r[0] - 1 for l, r in zip(times["layer"], times["raw"])),
         "overhead_ratio_cpu": cpu["layer"] / cpu["raw"] - 1,  # median process CPU time (less sensitive to load)
+        "layer_own_us_per_env_step": 1e6 * own / env_steps,  # the layer's bookkeeping without simulation (CPU)
+        "raw_cpu_us_per_env_step": 1e6 * cpu["raw"] / env_steps,  # a raw dm_control step (CPU)
         "wall_s": {side: [t[0] for t in runs] for side, runs in times.items()},
         "cpu_s": {side: [t[1] for t in runs] for side, runs in times.items()},
     }
@@ -90,7 +122,8 @@ def main() -> None:
     OUT.write_text(json.dumps(result, indent=2) + "\n")
     print(f"layer {result['layer_steps_per_s']:.0f} steps/s, raw {result['raw_steps_per_s']:.0f} steps/s, "
           f"overhead {100 * result['overhead_ratio']:.1f}% (paired {100 * result['overhead_ratio_paired']:.1f}%, "
-          f"CPU time {100 * result['overhead_ratio_cpu']:.1f}%)")
+          f"CPU time {100 * result['overhead_ratio_cpu']:.1f}%); layer's own work "
+          f"{result['layer_own_us_per_env_step']:.1f} us vs {result['raw_cpu_us_per_env_step']:.0f} us per raw step")
 
 
 if __name__ == "__main__":
