@@ -100,6 +100,9 @@ def test_task_lists_route_to_their_sources():
     assert [(t.name, t.source) for t in tasks] == [("walker-walk", "dmc"), ("Pendulum-v1", "gym")]
     with pytest.raises(UnknownTaskError, match="twice.*walker-walk"):
         registry.resolve("walker-walk,cheetah-run,walker-walk")
+    assert [t.name for t in registry.resolve("dmc-walker,Pendulum-v1")][-2:] == ["walker-run", "Pendulum-v1"]
+    with pytest.raises(UnknownTaskError, match="twice.*walker-walk"):
+        registry.resolve("dmc-walker,dmc-mixed")
 
 
 def test_humanoidbench_names_go_to_humanoidbench():

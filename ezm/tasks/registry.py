@@ -73,8 +73,9 @@ def make(task: Task) -> RawEnv:
 
 
 def resolve(spec: str) -> list[Task]:
-    """A suite name or a comma-separated task list -> its Task records, in task-id order."""
-    names = SUITES.get(spec.strip()) or [part.strip() for part in spec.split(",") if part.strip()]
+    """Comma-separated suite and task names -> their Task records, in task-id order."""
+    parts = [part.strip() for part in spec.split(",") if part.strip()]
+    names = [name for part in parts for name in SUITES.get(part, (part,))]
     if not names:
         raise UnknownTaskError(f"no tasks in {spec!r}; give a suite ({', '.join(SUITES)}) or a list a,b,c")
     repeated = sorted({name for name in names if names.count(name) > 1})
