@@ -39,7 +39,7 @@ class SearchOutput(NamedTuple):
     action: Tensor  # [B, A] chosen action (masked dims exactly 0)
     candidates: Tensor  # [B, K, A] root candidates
     improved_policy: Tensor  # [B, K] softmax(logits + sigma(completed q))
-    root_value: Tensor  # [B] mean of backed-up values at the root
+    root_value: Tensor  # [B] mean of backed-up values at the root (its own network value counts once)
     visits: Tensor  # [B, K] root child visit counts
 
 
@@ -60,7 +60,11 @@ def sample_actions(mean: Tensor, std: Tensor, noise: Tensor, valid: Tensor) -> T
 def _run(model: Any, task: Tensor, latent: Tensor, value: Tensor, logits: Tensor, candidates: Tensor,
          gumbel: Tensor, children: Callable[[Any, int], tuple[Tensor, Tensor]], child_width: int,
          head_draws: Tensor, cfg: SearchConfig, discount: float, per_node_norm: bool) -> tuple[SearchOutput, Tree]:
-    """The simulation loop shared by both modes; `children(inference, sim)` -> (logits [B, C], actions [B, C, A])."""
+    """The simulation loop shared by both modes; `children(inference, sim)` -> (logits [B, C], actions [B, C, A]).
+
+    One batched model call per simulation; the only host read is the depth of the deepest leaf
+    (once per simulation), which bounds the next descent.
+    """
     batch, width = logits.shape
     rules = Rules(discount, cfg.c_visit, cfg.c_scale, per_node_norm, considered_visits(width, cfg.simulations))
     tree = new_tree(latent, value, logits, candidates, cfg.simulations)

@@ -118,8 +118,11 @@ def sigma_q(tree: Tree, visits: Tensor, completed: Tensor, rules: Rules) -> Tens
     """[B, C] sigma(q) = (c_visit + max N) * c_scale * q, q min-max normalised to [0, 1].
 
     per_node_norm (mctx): over the node's completed q, gap floored at 1e-8. Otherwise
-    (EfficientZero-V2's MinMaxStats): over every return r + gamma * G backed up through any edge
-    of the tree so far, gap floored at 0.01, clipped to [0, 1]; before the first backup all q are 0.
+    (EfficientZero-V2's MinMaxStats): over every return G_d = r + gamma * G_{d+1} backed up
+    through any edge of the tree so far (the one-sample returns of the simulated paths, not the
+    averaged Q), gap floored at 0.01, clipped to [0, 1]; before the first backup all q are 0.
+    Two departures from the release: its stats also take gamma * G_0 at the root, and it skips
+    the normalisation while max == min; here the gap floor always applies.
     """
     if rules.per_node_norm:
         low = completed.amin(-1, keepdim=True)  # [B, 1]
