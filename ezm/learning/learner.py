@@ -1,0 +1,71 @@
+"""The learner: reanalyze a sampled batch, take one optimiser step, keep the target model."""
+from __future__ import annotations
+
+import contextlib
+import copy
+
+import torch
+
+from ezm.config import Config
+from ezm.learning.losses import compute_losses
+from ezm.learning.targets import VarianceRange, reanalyze
+from ezm.model import WorldModel
+from ezm.replay.buffer import Batch
+
+
+class Learner:
+    def __init__(self, model: WorldModel, cfg: Config, num_tasks: int):
+        self.cfg = cfg
+        self.model = model  # online model, trained
+        self.target_model = copy.deepcopy(model).eval()  # copied every target_update_interval updates
+        self.target_model.requires_grad_(False)
+        self.optimizer = torch.optim.Adam(model.parameters(), lr=cfg.learn.lr,
+                                          weight_decay=cfg.learn.weight_decay)
+        self.variance_range = VarianceRange(num_tasks, cfg.device)
+        self.num_tasks = num_tasks
+        self.updates = 0  # optimiser steps taken
+
+    def _autocast(self):
+        if self.cfg.learn.mixed_precision and torch.device(self.cfg.device).type == "cuda":
+            return torch.autocast("cuda", dtype=torch.bfloat16)
+        return contextlib.nullcontext()
+
+    def update(self, batch: Batch, generator: torch.Generator, env_step: int) -> tuple[dict[str, float], torch.Tensor]:
+        """One update on `batch` (already on the device); returns metrics and new priorities [B]."""
+        targets = reanalyze(self.target_model, batch, self.cfg, self.variance_range, generator,
+                            self.updates, env_step)
+        self.model.train()
+        with self._autocast():
+            out = compute_losses(self.model, batch, targets, self.cfg, self.num_tasks)
+        self.optimizer.zero_grad(set_to_none=True)
+        out.total.backward()
+        grad_norm = torch.nn.utils.clip_grad_norm_(self.model.parameters(), self.cfg.learn.grad_clip)
+        self.optimizer.step()
+        self.model.eval()
+        self.updates += 1
+        if self.updates % self.cfg.learn.target_update_interval == 0:
+            self.target_model.load_state_dict(self.model.state_dict())
+        metrics = {f"loss/{k}": float(v) for k, v in out.parts.items()}
+        metrics.update({
+            "loss/total": float(out.total.detach()),
+            "grad_norm": float(grad_norm),
+            "target/value_mean": float(targets.value[targets.value_mask].mean()),
+            "target/alpha_mean": float(targets.alpha[targets.value_mask].mean()),
+        })
+        return metrics, out.priority
+
+    def state_dict(self) -> dict:
+        return {
+            "model": self.model.state_dict(),
+            "target_model": self.target_model.state_dict(),
+            "optimizer": self.optimizer.state_dict(),
+            "variance_range": self.variance_range.state_dict(),
+            "updates": self.updates,
+        }
+
+    def load_state_dict(self, state: dict) -> None:
+        self.model.load_state_dict(state["model"])
+        self.target_model.load_state_dict(state["target_model"])
+        self.optimizer.load_state_dict(state["optimizer"])
+        self.variance_range.load_state_dict(state["variance_range"])
+        self.updates = int(state["updates"])

@@ -1,0 +1,124 @@
+"""The EZ-M losses over U unroll steps (paper eqs. 7-9), computed for a batch mixing tasks.
+
+Per row: reward cross-entropy, value cross-entropy on every ensemble head, policy MLE of the
+searched action (cross-entropy with the improved policy over the candidates for 1-D action
+tasks), entropy bonus, SimSiam temporal consistency and path consistency. Row losses are
+weighted by the replay importance weights and summed over tasks of per-task means: with the
+same number of rows from every task that is the batch mean times the number of tasks.
+
+Shapes: B rows, U unroll steps, P = U + 1 positions, K candidates, A actions, V heads.
+"""
+from __future__ import annotations
+
+from typing import NamedTuple
+
+import torch
+import torch.nn.functional as F
+
+from ezm.config import Config
+from ezm.learning.targets import Targets
+from ezm.model import WorldModel
+from ezm.model.policy import entropy, log_prob
+from ezm.replay.buffer import Batch
+
+
+class LossOutput(NamedTuple):
+    total: torch.Tensor  # [] weighted sum that is back-propagated
+    parts: dict[str, torch.Tensor]  # [] each loss term before its coefficient (detached)
+    priority: torch.Tensor  # [B] new replay priority: |value prediction - target| at position 0
+
+
+def _scale_gradient(x: torch.Tensor, scale: float) -> torch.Tensor:
+    return x * scale + x.detach() * (1 - scale)
+
+
+def _cross_entropy(logits: torch.Tensor, target_probs: torch.Tensor) -> torch.Tensor:
+    """[..., bins] logits against [..., bins] target distributions -> [...]."""
+    return -(target_probs * F.log_softmax(logits, dim=-1)).sum(-1)
+
+
+def _masked_mean(x: torch.Tensor, mask: torch.Tensor) -> torch.Tensor:
+    """Per-row mean of x [B, P] over the positions where mask [B, P] holds -> [B]."""
+    mask = mask.to(x.dtype)
+    return (x * mask).sum(1) / mask.sum(1).clamp_min(1.0)
+
+
+def _policy_loss(mean: torch.Tensor, std: torch.Tensor, targets: Targets, mask: torch.Tensor,
+                 one_dim: torch.Tensor) -> torch.Tensor:
+    """[B, P]: -log p(searched action); for 1-D tasks CE with the improved policy."""
+    b, p, a = mean.shape
+    k = targets.candidates.shape[2]
+    mle = -log_prob(mean.reshape(b * p, a), std.reshape(b * p, a), targets.action.reshape(b * p, a),
+                    mask.repeat_interleave(p, 0)).view(b, p)
+    cand_logp = log_prob(mean[:, :, None].expand(b, p, k, a).reshape(-1, a),
+                         std[:, :, None].expand(b, p, k, a).reshape(-1, a),
+                         targets.candidates.reshape(-1, a),
+                         mask.repeat_interleave(p * k, 0)).view(b, p, k)
+    full_ce = -(targets.improved_policy * cand_logp).sum(-1)  # [B, P]
+    return torch.where(one_dim[:, None], full_ce, mle)
+
+
+def compute_losses(model: WorldModel, batch: Batch, targets: Targets, cfg: Config,
+                   num_tasks: int) -> LossOutput:
+    learn = cfg.learn
+    unroll = learn.unroll
+    b = batch.obs.shape[0]
+    task = batch.task  # [B]
+    action_mask = model.task_action_mask[task]  # [B, A]
+    one_dim = action_mask.sum(-1) == 1  # [B]
+
+    pred = model.initial_logits(batch.obs[:, 0], task)
+    latents, value_logits, means, stds, reward_logits = [pred.latent], [pred.value_logits], [pred.mean], [pred.std], []
+    latent = pred.latent
+    for k in range(unroll):
+        step = model.recurrent_logits(latent, batch.action[:, k], task)
+        latent = _scale_gradient(step.latent, learn.latent_grad_scale)
+        latents.append(latent)
+        value_logits.append(step.value_logits)
+        means.append(step.mean)
+        stds.append(step.std)
+        reward_logits.append(step.reward_logits)
+    value_logits_t = torch.stack(value_logits, 1)  # [B, P, V, bins]
+    reward_logits_t = torch.stack(reward_logits, 1)  # [B, U, bins]
+    mean, std = torch.stack(means, 1), torch.stack(stds, 1)  # [B, P, A]
+
+    value_support, reward_support = model.value_support, model.reward_support
+    value_target = value_support.two_hot(targets.value)  # [B, P, bins]
+    value_ce = _cross_entropy(value_logits_t, value_target[:, :, None]).mean(-1)  # [B, P]
+    reward_target = reward_support.two_hot(batch.reward[:, :unroll])  # [B, U, bins]
+    reward_ce = _cross_entropy(reward_logits_t, reward_target)  # [B, U]
+    policy = _policy_loss(mean, std, targets, action_mask, one_dim)  # [B, P]
+    ent = entropy(std.reshape(-1, std.shape[-1]), action_mask.repeat_interleave(unroll + 1, 0)).view(b, -1)
+
+    with torch.no_grad():
+        obs_next = batch.obs[:, 1: unroll + 1]  # [B, U, O]
+        fresh = model.initial_logits(obs_next.flatten(0, 1), task.repeat_interleave(unroll))
+        target_proj = model.project(fresh.latent).view(b, unroll, -1)  # [B, U, proj]
+    online = model.predict(model.project(torch.stack(latents[1:], 1).flatten(0, 1))).view(b, unroll, -1)
+    consistency = -F.cosine_similarity(online, target_proj, dim=-1)  # [B, U]
+    obs_valid = targets.value_mask[:, 1:]  # [B, U]
+
+    parts = {
+        "reward": _masked_mean(reward_ce, targets.reward_mask),
+        "value": _masked_mean(value_ce, targets.value_mask),
+        "policy": _masked_mean(policy, targets.value_mask),
+        "entropy": _masked_mean(ent, targets.value_mask),
+        "consistency": _masked_mean(consistency, obs_valid),
+    }
+    total = (learn.reward_coef * parts["reward"] + learn.value_coef * parts["value"]
+             + learn.policy_coef * parts["policy"] - learn.entropy_coef * parts["entropy"]
+             + learn.consistency_coef * parts["consistency"])
+    if learn.path_consistency:
+        with torch.no_grad():
+            reward_hat = reward_support.decode(reward_logits_t)  # [B, U]
+            value_next = value_support.decode(value_logits_t[:, 1:]).mean(-1)  # [B, U]
+            path_target = value_support.two_hot(reward_hat + cfg.discount * value_next)  # [B, U, bins]
+        path = _cross_entropy(value_logits_t[:, :unroll], path_target[:, :, None]).mean(-1)  # [B, U]
+        parts["path"] = _masked_mean(path, targets.reward_mask)
+        total = total + learn.path_coef * parts["path"]
+
+    weighted = (total * batch.weight).mean() * num_tasks
+    with torch.no_grad():
+        value_0 = value_support.decode(value_logits_t[:, 0]).mean(-1)  # [B]
+        priority = (value_0 - targets.value[:, 0]).abs() + 1e-6
+    return LossOutput(weighted, {k: v.detach().mean() for k, v in parts.items()}, priority)

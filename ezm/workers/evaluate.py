@@ -1,0 +1,86 @@
+"""Evaluation: every task plays a few episodes with the search, Gumbel noise off."""
+from __future__ import annotations
+
+from dataclasses import dataclass
+from pathlib import Path
+
+import numpy as np
+import torch
+
+from ezm.config import Config
+from ezm.model import WorldModel
+from ezm.search import search
+from ezm.tasks.multitask_env import MultiTaskEnv
+from ezm.tasks.task import Task
+
+
+@dataclass(frozen=True)
+class EvalResult:
+    tasks: tuple[Task, ...]  # the evaluated tasks
+    returns: tuple[tuple[float, ...], ...]  # episode returns of every task
+    env_steps: int  # env steps per task of training behind this evaluation
+
+    def mean_return(self, index: int) -> float:
+        return float(np.mean(self.returns[index]))
+
+    def rows(self) -> list[dict]:
+        return [{"task": t.name, "return": self.mean_return(i),
+                 "normalized_score": t.normalized_score(self.mean_return(i)),
+                 "episodes": len(self.returns[i])} for i, t in enumerate(self.tasks)]
+
+    def mean_normalized_score(self) -> float:
+        return float(np.mean([row["normalized_score"] for row in self.rows()]))
+
+    def table(self) -> str:
+        width = max(len(t.name) for t in self.tasks) + 2
+        lines = [f"{'task':<{width}}{'return':>10}{'normalised':>12}{'episodes':>10}"]
+        for row in self.rows():
+            lines.append(f"{row['task']:<{width}}{row['return']:>10.1f}{row['normalized_score']:>12.3f}"
+                         f"{row['episodes']:>10d}")
+        lines.append(f"{'mean':<{width}}{'':>10}{self.mean_normalized_score():>12.3f}")
+        return "\n".join(lines)
+
+
+class Evaluator:
+    """Holds one evaluation environment: `episodes` copies of every task, one episode each."""
+
+    def __init__(self, tasks: list[Task], cfg: Config, episodes: int, seed: int):
+        self.env = MultiTaskEnv(tasks, copies=episodes, seed=seed, action_repeat=cfg.env.action_repeat)
+        self.cfg = cfg
+        self.episodes = episodes
+        self.device = torch.device(cfg.device)
+        self.task = torch.as_tensor(self.env.task_ids, device=self.device)  # [E]
+        self.action_mask = torch.as_tensor(self.env.action_mask, device=self.device)  # [E, A]
+
+    @torch.no_grad()
+    def run(self, model: WorldModel, generator: torch.Generator, env_steps: int = 0) -> EvalResult:
+        model.eval()
+        obs = self.env.reset()
+        total = np.zeros(self.env.num_envs)  # [E]
+        running = np.ones(self.env.num_envs, dtype=bool)  # [E] episode not yet over
+        while running.any():
+            out = search(model, torch.as_tensor(obs, device=self.device), self.task, self.action_mask,
+                         self.cfg.search, self.cfg.discount, generator, add_noise=False)
+            result = self.env.step(out.action.cpu().numpy())
+            total += result.reward * running
+            ended = running & (result.terminated | result.truncated)
+            running &= ~ended
+            obs = self.env.reset_rows(np.flatnonzero(ended)) if ended.any() else result.obs
+        per_task = total.reshape(len(self.env.tasks), self.episodes)
+        return EvalResult(tuple(self.env.tasks), tuple(tuple(r) for r in per_task.tolist()), env_steps)
+
+    def close(self) -> None:
+        self.env.close()
+
+
+def evaluate_checkpoint(path: str | Path, episodes: int | None = None) -> EvalResult:
+    """Play evaluation episodes with the model of a checkpoint file or run directory."""
+    from ezm.workers.run import load_for_eval
+
+    cfg, model, tasks, env_steps = load_for_eval(Path(path))
+    evaluator = Evaluator(tasks, cfg, episodes or cfg.train.eval_episodes, seed=cfg.seed + 10_000)
+    generator = torch.Generator(device=cfg.device).manual_seed(cfg.seed + 10_000)
+    try:
+        return evaluator.run(model, generator, env_steps)
+    finally:
+        evaluator.close()

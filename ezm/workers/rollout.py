@@ -1,0 +1,58 @@
+"""Rollout: every copy of every task acts through one batched search and writes to replay.
+
+Balanced collection: all T tasks x N copies step together, so every task receives the same
+number of environment steps.
+"""
+from __future__ import annotations
+
+import numpy as np
+import torch
+
+from ezm.config import Config
+from ezm.model import WorldModel
+from ezm.replay.buffer import Replay
+from ezm.search import search
+from ezm.tasks.multitask_env import MultiTaskEnv
+
+
+class Rollout:
+    def __init__(self, env: MultiTaskEnv, cfg: Config):
+        self.env = env
+        self.cfg = cfg
+        self.device = torch.device(cfg.device)
+        self.task = torch.as_tensor(env.task_ids, device=self.device)  # [E]
+        self.action_mask = torch.as_tensor(env.action_mask, device=self.device)  # [E, A]
+        self.obs = env.reset()  # [E, O] current observation of every row
+        self.episode_return = np.zeros(env.num_envs)  # [E] running return of the open episodes
+        self.finished: list[tuple[int, float]] = []  # (task id, return) of episodes ended since last drain
+
+    def restart(self) -> None:
+        """Begin fresh episodes in every row (after a resume, open episodes cannot be restored)."""
+        self.obs = self.env.reset()
+        self.episode_return[:] = 0.0
+
+    @torch.no_grad()
+    def step(self, model: WorldModel, replay: Replay, generator: torch.Generator, env_step: int) -> None:
+        """One decision in every row: search, step all environments, store the transitions."""
+        obs = torch.from_numpy(self.obs.copy())  # [E, O] (the env may reuse its arrays)
+        out = search(model, obs.to(self.device), self.task, self.action_mask, self.cfg.search, self.cfg.discount,
+                     generator, add_noise=True)
+        action = out.action.cpu()  # [E, A]
+        result = self.env.step(action.numpy())
+        replay.add(obs=obs, action=action,
+                   reward=torch.as_tensor(result.reward), terminal=torch.as_tensor(result.terminated),
+                   root_value=out.root_value.cpu(), policy=out.improved_policy.cpu(),
+                   candidates=out.candidates.cpu(), env_step=env_step)
+        self.episode_return += result.reward
+        done = np.flatnonzero(result.terminated | result.truncated)
+        if done.size:
+            replay.add_final(torch.as_tensor(done), torch.as_tensor(result.obs[done]), env_step)
+            self.finished.extend(zip(self.env.task_ids[done].tolist(), self.episode_return[done].tolist()))
+            self.episode_return[done] = 0.0
+            self.obs = self.env.reset_rows(done)
+        else:
+            self.obs = result.obs
+
+    def drain_finished(self) -> list[tuple[int, float]]:
+        finished, self.finished = self.finished, []
+        return finished

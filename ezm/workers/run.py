@@ -1,0 +1,58 @@
+"""Run directories: where a run's config, checkpoints and logs live, and how to reopen them."""
+from __future__ import annotations
+
+import time
+from pathlib import Path
+
+import torch
+
+from ezm import config as config_lib
+from ezm.learning.checkpoint import CheckpointError, checkpoint_config, load_checkpoint
+from ezm.model import WorldModel
+from ezm.tasks.multitask_env import MultiTaskEnv
+from ezm.tasks.registry import resolve
+from ezm.tasks.task import Task
+
+CONFIG_FILE = "config.yaml"
+CHECKPOINT_FILE = "checkpoint.pt"
+
+
+def new_run_dir(cfg: config_lib.Config) -> Path:
+    name = cfg.env.suite.replace(",", "+")[:60]
+    run_dir = Path(cfg.train.run_dir) / f"{name}-s{cfg.seed}-{time.strftime('%Y%m%d-%H%M%S')}"
+    suffix = 1
+    while run_dir.exists():
+        run_dir = run_dir.with_name(f"{run_dir.name}-{suffix}")
+        suffix += 1
+    run_dir.mkdir(parents=True)
+    config_lib.save(cfg, run_dir / CONFIG_FILE)
+    return run_dir
+
+
+def read_config(run_dir: Path) -> config_lib.Config:
+    path = run_dir / CONFIG_FILE
+    if not path.exists():
+        raise CheckpointError(f"{run_dir} is not an ezm run directory (no {CONFIG_FILE})")
+    return config_lib.from_dict(config_lib.load_yaml(path))
+
+
+def build_model(cfg: config_lib.Config, tasks: list[Task], obs_size: int, action_size: int,
+                task_action_mask) -> WorldModel:
+    model = WorldModel(cfg.model, len(tasks), obs_size, action_size,
+                       torch.as_tensor(task_action_mask, dtype=torch.float32))
+    return model.to(cfg.device).eval()
+
+
+def load_for_eval(path: Path) -> tuple[config_lib.Config, WorldModel, list[Task], int]:
+    """Config, model (eval mode), tasks and env steps per task of a run dir or checkpoint file."""
+    checkpoint = path / CHECKPOINT_FILE if path.is_dir() else path
+    if path.is_dir():
+        read_config(path)
+    cfg = config_lib.from_dict(checkpoint_config(checkpoint))
+    state = load_checkpoint(checkpoint)
+    tasks = resolve(cfg.env.suite)
+    env = MultiTaskEnv(tasks, copies=1, seed=cfg.seed, action_repeat=cfg.env.action_repeat)
+    model = build_model(cfg, tasks, env.obs_size, env.action_size, env.task_action_mask)
+    env.close()
+    model.load_state_dict(state["learner"]["model"])
+    return cfg, model, tasks, int(state["counters"]["env_steps"])

@@ -1,0 +1,159 @@
+"""The single-process training loop: collect, reanalyze, learn, at a fixed replay ratio.
+
+`train(cfg)` starts a run directory; `resume(run_dir)` continues one from its checkpoint
+(model, optimiser, target model, replay, generators and counters), so a killed run goes on
+as if it had not stopped, except that episodes open at the kill start again.
+"""
+from __future__ import annotations
+
+import time
+from dataclasses import dataclass
+from pathlib import Path
+
+import torch
+from tqdm import tqdm
+
+from ezm import config as config_lib
+from ezm.learning.checkpoint import load_checkpoint, rng_state, save_checkpoint, set_rng_state
+from ezm.learning.learner import Learner
+from ezm.replay.buffer import Replay
+from ezm.tasks.multitask_env import MultiTaskEnv
+from ezm.tasks.registry import resolve
+from ezm.workers.evaluate import EvalResult, Evaluator
+from ezm.workers.logger import RunLogger
+from ezm.workers.rollout import Rollout
+from ezm.workers.run import CHECKPOINT_FILE, build_model, new_run_dir, read_config
+
+
+@dataclass(frozen=True)
+class TrainResult:
+    run_dir: Path  # where config, logs and checkpoint were written
+    final_eval: EvalResult  # the evaluation at the end of training
+    wall_clock_s: float  # seconds spent in this process
+    updates: int  # optimiser steps in total
+
+    def report(self) -> str:
+        return (f"{self.final_eval.table()}\n\nenv steps per task: {self.final_eval.env_steps}, "
+                f"updates: {self.updates}, wall clock: {self.wall_clock_s:.0f} s\n"
+                f"run written to {self.run_dir}")
+
+
+class Trainer:
+    def __init__(self, cfg: config_lib.Config, run_dir: Path):
+        self.cfg, self.run_dir = cfg, run_dir
+        torch.manual_seed(cfg.seed)
+        self.tasks = resolve(cfg.env.suite)
+        self.env = MultiTaskEnv(self.tasks, copies=cfg.env.copies_per_task, seed=cfg.seed,
+                                action_repeat=cfg.env.action_repeat)
+        model = build_model(cfg, self.tasks, self.env.obs_size, self.env.action_size, self.env.task_action_mask)
+        self.learner = Learner(model, cfg, len(self.tasks))
+        self.replay = Replay(cfg.replay, len(self.tasks), cfg.env.copies_per_task, self.env.obs_size,
+                             self.env.action_size, cfg.search.root_actions)
+        self.rollout = Rollout(self.env, cfg)
+        self.evaluator = Evaluator(self.tasks, cfg, cfg.train.eval_episodes, seed=cfg.seed + 10_000)
+        device = torch.device(cfg.device)
+        self.act_generator = torch.Generator(device=device).manual_seed(cfg.seed)
+        self.learn_generator = torch.Generator(device=device).manual_seed(cfg.seed + 1)
+        self.sample_generator = torch.Generator().manual_seed(cfg.seed + 2)
+        self.env_steps = 0  # environment (simulator) steps collected per task
+        self.owed_updates = 0.0  # updates earned by collection and not yet taken
+        self.logger = RunLogger(run_dir)
+
+    # --- checkpoints -------------------------------------------------------------------
+    def state_dict(self) -> dict:
+        return {
+            "learner": self.learner.state_dict(),
+            "replay": self.replay.state_dict(),
+            "counters": {"env_steps": self.env_steps, "owed_updates": self.owed_updates},
+            "rng": rng_state(torch_generators=self._generators()),
+        }
+
+    def _generators(self) -> dict[str, torch.Generator]:
+        return {"act": self.act_generator, "learn": self.learn_generator, "sample": self.sample_generator}
+
+    def save(self) -> None:
+        save_checkpoint(self.run_dir / CHECKPOINT_FILE, self.state_dict(), config_lib.to_dict(self.cfg))
+
+    def load(self) -> None:
+        state = load_checkpoint(self.run_dir / CHECKPOINT_FILE, config_lib.to_dict(self.cfg))
+        self.learner.load_state_dict(state["learner"])
+        self.replay.load_state_dict(state["replay"])
+        self.env_steps = int(state["counters"]["env_steps"])
+        self.owed_updates = float(state["counters"]["owed_updates"])
+        set_rng_state(state["rng"], torch_generators=self._generators())
+        self.rollout.restart()
+        self.replay.open_new_episodes(torch.arange(self.env.num_envs))
+
+    # --- the loop ------------------------------------------------------------------------
+    def _learn(self) -> dict[str, float]:
+        learn = self.cfg.learn
+        metrics: dict[str, float] = {}
+        while self.owed_updates >= 1.0:
+            batch = self.replay.sample(learn.batch_size, learn.unroll, learn.td_steps, self.sample_generator)
+            batch = type(batch)(*(t.to(self.cfg.device) for t in batch))
+            metrics, priority = self.learner.update(batch, self.learn_generator, self.env_steps)
+            self.replay.update_priorities(batch.index.cpu(), priority.cpu())
+            self.owed_updates -= 1.0
+        return metrics
+
+    def _evaluate(self) -> EvalResult:
+        result = self.evaluator.run(self.learner.model, self.learn_generator, self.env_steps)
+        self.logger.log_eval(result)
+        return result
+
+    def run(self) -> TrainResult:
+        cfg, train = self.cfg, self.cfg.train
+        start = time.time()
+        steps_per_decision = cfg.env.action_repeat
+        decisions_per_step = self.env.num_envs
+        next_log = self.env_steps + train.log_interval
+        next_eval = self.env_steps + train.eval_interval
+        next_checkpoint = self.env_steps + train.checkpoint_interval
+        last_time, last_updates = start, self.learner.updates
+        latest_score = float("nan")
+        bar = tqdm(total=train.env_steps_per_task, initial=self.env_steps, unit="step",
+                   disable=not train.progress, dynamic_ncols=True)
+        while self.env_steps < train.env_steps_per_task:
+            self.rollout.step(self.learner.model, self.replay, self.act_generator, self.env_steps)
+            self.env_steps += steps_per_decision
+            bar.update(steps_per_decision)
+            if self.env_steps >= cfg.learn.warmup_steps:
+                self.owed_updates += cfg.learn.replay_ratio * decisions_per_step
+            metrics = self._learn()
+            finished = self.rollout.drain_finished()
+            if finished:
+                self.logger.log_episodes(self.env_steps, [(self.tasks[t].name, r) for t, r in finished])
+            if self.env_steps >= next_log:
+                now = time.time()
+                rate = (self.learner.updates - last_updates) / max(now - last_time, 1e-9)
+                self.logger.log_metrics(self.env_steps, {**metrics, "updates": self.learner.updates,
+                                                         "updates_per_s": rate, "time": now - start})
+                bar.set_postfix(updates=self.learner.updates, upd_s=f"{rate:.1f}", score=f"{latest_score:.3f}")
+                last_time, last_updates, next_log = now, self.learner.updates, next_log + train.log_interval
+            if self.env_steps >= next_eval:
+                latest_score = self._evaluate().mean_normalized_score()
+                next_eval += train.eval_interval
+            if self.env_steps >= next_checkpoint:
+                self.save()
+                next_checkpoint += train.checkpoint_interval
+        bar.close()
+        final = self._evaluate()
+        self.save()
+        self.logger.close()
+        self.evaluator.close()
+        self.env.close()
+        return TrainResult(self.run_dir, final, time.time() - start, self.learner.updates)
+
+
+def train(cfg: config_lib.Config) -> TrainResult:
+    """Train a new run; returns its final evaluation and where it was written."""
+    resolve(cfg.env.suite)
+    return Trainer(cfg, new_run_dir(cfg)).run()
+
+
+def resume(run_dir: str | Path) -> TrainResult:
+    """Continue a run from its checkpoint, as if it had not stopped."""
+    run_dir = Path(run_dir)
+    trainer = Trainer(read_config(run_dir), run_dir)
+    trainer.load()
+    return trainer.run()
