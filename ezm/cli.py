@@ -2,6 +2,7 @@
 from __future__ import annotations
 
 import argparse
+import os
 import sys
 
 from ezm import config as config_lib
@@ -89,7 +90,15 @@ def cmd_eval(args: argparse.Namespace) -> None:
 COMMANDS = {"tasks": cmd_tasks, "train": cmd_train, "eval": cmd_eval}
 
 
+def _headless_rendering() -> None:
+    """On a Linux machine without a display, render offscreen with EGL unless told otherwise
+    (otherwise dm_control tries GLFW and warns on every start)."""
+    if sys.platform.startswith("linux") and not os.environ.get("DISPLAY"):
+        os.environ.setdefault("MUJOCO_GL", "egl")
+
+
 def main(argv: list[str] | None = None) -> int:
+    _headless_rendering()
     from ezm.learning.checkpoint import CheckpointError
 
     args = build_parser().parse_args(argv)

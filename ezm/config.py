@@ -36,6 +36,7 @@ class ModelConfig:
     action_embedding_dim: int = 64  # size of the encoded action u = U(a, e)
     value_heads: int = 5  # value ensemble size (heads over one shared trunk)
     dropout: float = 0.0  # dropout in the value heads
+    policy_init_std: float = 0.5  # std of the untrained policy (wide, so that early search explores)
     projector_hidden: int = 256  # hidden width of the SimSiam projector
     projector_out: int = 128  # output width of the projector (and of the predictor)
     predictor_hidden: int = 256  # hidden width of the SimSiam predictor

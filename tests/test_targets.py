@@ -50,9 +50,13 @@ def test_td_target_bootstraps_at_a_time_limit_truncation():
 
 
 def test_variance_range_gives_alpha_per_task():
-    vr = VarianceRange(num_tasks=2, device="cpu")
-    variance = torch.tensor([[1.0, 3.0], [10.0, 30.0]])
+    vr = VarianceRange(num_tasks=3, device="cpu", rate=0.5)
     task = torch.tensor([0, 1])
-    vr.update(variance, task, torch.ones(2, 2, dtype=torch.bool))
+    vr.update(torch.tensor([[1.0, 3.0], [10.0, 30.0]]), task, torch.ones(2, 2, dtype=torch.bool))
     alpha = vr.alpha(torch.tensor([[2.0, 5.0], [20.0, 0.0]]), task)
     assert torch.allclose(alpha, torch.tensor([[0.5, 1.0], [0.5, 0.0]]))
+    # the extremes move halfway (rate 0.5) towards a later batch's; task 2 was never seen
+    vr.update(torch.tensor([[1.0, 1.0], [10.0, 10.0]]), task, torch.ones(2, 2, dtype=torch.bool))
+    assert torch.allclose(vr.high[:2], torch.tensor([2.0, 20.0]))
+    assert torch.isnan(vr.low[2])
+    assert vr.alpha(torch.tensor([[5.0]]), torch.tensor([2])).item() == 1.0  # unseen task: all TD

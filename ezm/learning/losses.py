@@ -92,8 +92,8 @@ def compute_losses(model: WorldModel, batch: Batch, targets: Targets, cfg: Confi
 
     with torch.no_grad():
         obs_next = batch.obs[:, 1: unroll + 1]  # [B, U, O]
-        fresh = model.initial_logits(obs_next.flatten(0, 1), task.repeat_interleave(unroll))
-        target_proj = model.project(fresh.latent).view(b, unroll, -1)  # [B, U, proj]
+        fresh = model.represent(obs_next.flatten(0, 1), task.repeat_interleave(unroll))  # [B*U, H]
+        target_proj = model.project(fresh).view(b, unroll, -1)  # [B, U, proj]
     online = model.predict(model.project(torch.stack(latents[1:], 1).flatten(0, 1))).view(b, unroll, -1)
     consistency = -F.cosine_similarity(online, target_proj, dim=-1)  # [B, U]
     obs_valid = targets.value_mask[:, 1:]  # [B, U]

@@ -34,29 +34,39 @@ class Targets(NamedTuple):
 
 
 class VarianceRange:
-    """Running per-task extremes of the value-ensemble variance (for the mixing alpha)."""
+    """Running per-task extremes of the value-ensemble variance (for the mixing alpha).
 
-    def __init__(self, num_tasks: int, device: torch.device | str):
-        self.low = torch.full((num_tasks,), float("inf"), device=device)  # [T]
-        self.high = torch.full((num_tasks,), float("-inf"), device=device)  # [T]
+    The extremes follow each batch's per-task minimum and maximum as exponential moving
+    averages (rate `rate`), so that the huge disagreement of an untrained ensemble does not
+    pin alpha near 0 for the rest of training.
+    """
+
+    def __init__(self, num_tasks: int, device: torch.device | str, rate: float = 0.01):
+        self.rate = rate
+        self.low = torch.full((num_tasks,), float("nan"), device=device)  # [T]
+        self.high = torch.full((num_tasks,), float("nan"), device=device)  # [T]
 
     def update(self, variance: torch.Tensor, task: torch.Tensor, mask: torch.Tensor) -> None:
         """Fold the variances [B, P] of rows of tasks [B] (mask [B, P]) into the extremes."""
         per_row = task[:, None].expand_as(variance)[mask]  # [M]
         values = variance[mask]  # [M]
-        self.low.scatter_reduce_(0, per_row, values, reduce="amin")
-        self.high.scatter_reduce_(0, per_row, values, reduce="amax")
+        low = torch.full_like(self.low, float("inf")).scatter_reduce(0, per_row, values, reduce="amin")
+        high = torch.full_like(self.high, float("-inf")).scatter_reduce(0, per_row, values, reduce="amax")
+        seen = torch.isfinite(low)  # [T] tasks present in this batch
+        fresh = seen & torch.isnan(self.low)  # [T] seen for the first time: start at the batch's extremes
+        self.low = torch.where(fresh, low, torch.where(seen, torch.lerp(self.low, low, self.rate), self.low))
+        self.high = torch.where(fresh, high, torch.where(seen, torch.lerp(self.high, high, self.rate), self.high))
 
     def alpha(self, variance: torch.Tensor, task: torch.Tensor) -> torch.Tensor:
         low, high = self.low[task][:, None], self.high[task][:, None]  # [B, 1]
-        return ((variance - low) / (high - low).clamp_min(1e-8)).clamp(0.0, 1.0)
+        return ((variance - low) / (high - low).clamp_min(1e-8)).clamp(0.0, 1.0).nan_to_num(1.0)
 
     def state_dict(self) -> dict[str, torch.Tensor]:
         return {"low": self.low.cpu(), "high": self.high.cpu()}
 
     def load_state_dict(self, state: dict[str, torch.Tensor]) -> None:
-        self.low.copy_(state["low"])
-        self.high.copy_(state["high"])
+        self.low = state["low"].to(self.low.device)
+        self.high = state["high"].to(self.high.device)
 
 
 def td_targets(reward: torch.Tensor, terminal: torch.Tensor, valid: torch.Tensor, last: torch.Tensor,

@@ -2,8 +2,9 @@
 
 The policy head emits 2A raw numbers per state. The mean is tanh(raw mean), so it lies in
 [-1, 1]; the log-std is mapped into [LOG_STD_MIN, LOG_STD_MAX] = [-10, 2] by
--10 + 6 (tanh(x) + 1) (TD-MPC2 style), and std = exp(log-std). Near a raw output of 0 the
-std is exp(-4), about 0.018.
+-10 + 6 (tanh(x) + 1) (TD-MPC2 style), and std = exp(log-std). A raw output of 0 would give
+std exp(-4), about 0.018, too narrow to explore: the head starts at `ModelConfig.policy_init_std`
+instead (see `raw_log_std`).
 
 The search samples candidates from N(mean, std) (and a widened N(mean, 3 std) at the root),
 clips them to [-0.999, 0.999] and zeroes the dims the task's mask marks invalid. The learner
@@ -35,6 +36,14 @@ def gaussian(raw: Tensor, mask: Tensor) -> tuple[Tensor, Tensor]:
     log_std = LOG_STD_MIN + 0.5 * (LOG_STD_MAX - LOG_STD_MIN) * (torch.tanh(raw_log_std) + 1)  # [B, A]
     log_std = log_std * mask + LOG_STD_MIN * (1 - mask)  # [B, A], LOG_STD_MIN on masked dims
     return mean, log_std.exp()
+
+
+def raw_log_std(std: float) -> float:
+    """The raw head output that `gaussian` maps to `std` (inverse of the log-std mapping)."""
+    log_std = math.log(std)
+    if not LOG_STD_MIN < log_std < LOG_STD_MAX:
+        raise ValueError(f"std {std} is outside exp([{LOG_STD_MIN}, {LOG_STD_MAX}])")
+    return math.atanh((log_std - LOG_STD_MIN) / (0.5 * (LOG_STD_MAX - LOG_STD_MIN)) - 1)
 
 
 def log_prob(mean: Tensor, std: Tensor, action: Tensor, mask: Tensor) -> Tensor:

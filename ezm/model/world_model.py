@@ -33,7 +33,7 @@ from torch.nn import functional as F
 
 from ezm.config import ModelConfig
 from ezm.model.networks import FusedInput, head, norm_mlp, residual_tower
-from ezm.model.policy import gaussian
+from ezm.model.policy import gaussian, raw_log_std
 from ezm.model.support import Support
 
 
@@ -129,12 +129,16 @@ class ValuePolicy(nn.Module):
     """V(h, e) and P(h, e): one residual trunk on [h, e], value heads and a policy head."""
 
     def __init__(self, width: int, blocks: int, head_hidden: int, bins: int, heads: int,
-                 dropout: float, action_size: int):
+                 dropout: float, action_size: int, init_std: float):
         super().__init__()
         self.tower = residual_tower(width, blocks)
         self.norm = nn.LayerNorm(width)
         self.value_heads = nn.ModuleList(head(width, head_hidden, bins, dropout) for _ in range(heads))
         self.policy_head = head(width, head_hidden, 2 * action_size)
+        last = self.policy_head[-1]
+        nn.init.uniform_(last.weight, -1e-3, 1e-3)  # the untrained policy: mean ~0, std ~init_std
+        nn.init.zeros_(last.bias)
+        nn.init.constant_(last.bias[action_size:], raw_log_std(init_std))
 
     def trunk(self, latent: Tensor, embedding: Tensor | None) -> Tensor:
         return self.norm(self.tower(_cat(latent, embedding)))  # [B, W]
@@ -174,7 +178,8 @@ class WorldModel(nn.Module):
         self.reward = Reward(H + cfg.action_embedding_dim + size(cfg.te_reward), H, cfg.blocks,
                              cfg.head_hidden, bins)
         self.value_policy = ValuePolicy(H + size(cfg.te_value_policy), cfg.blocks, cfg.head_hidden,
-                                        bins, cfg.value_heads, cfg.dropout, action_size)
+                                        bins, cfg.value_heads, cfg.dropout, action_size,
+                                        cfg.policy_init_std)
         self.projector = norm_mlp([H, cfg.projector_hidden, cfg.projector_hidden, cfg.projector_out])
         self.predictor = norm_mlp([cfg.projector_out, cfg.predictor_hidden, cfg.projector_out])
         self.reward_support = Support(*cfg.reward_range, bins)
@@ -182,9 +187,13 @@ class WorldModel(nn.Module):
 
     # -- the learner's interface: logits -------------------------------------------------
 
+    def represent(self, obs: Tensor, task: Tensor) -> Tensor:
+        """H(s, e): the latent [B, H] of observations obs [B, O] (consistency targets)."""
+        return self.representation(obs, self._te(self.task_embedding(task), self.cfg.te_representation))
+
     def initial_logits(self, obs: Tensor, task: Tensor) -> Prediction:
         embedding = self.task_embedding(task)  # [B, E]
-        latent = self.representation(obs, self._te(embedding, self.cfg.te_representation))  # [B, H]
+        latent = self.represent(obs, task)  # [B, H]
         reward_logits = obs.new_zeros(obs.shape[0], self.cfg.support_bins)  # [B, bins]
         return Prediction(latent, reward_logits, *self._value_policy(latent, embedding, task))
 

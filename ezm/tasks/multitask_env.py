@@ -116,6 +116,17 @@ class MultiTaskEnv:
         raise EnvironmentNaNError(f"task {task.name!r} copy {row % self.copies} returned NaN or inf "
                                   f"at episode step {self.episode_steps[row]}")
 
+    def seed_state(self) -> list[dict]:
+        """The reset-seed stream of every row, as plain data (for checkpoints)."""
+        return [rng.bit_generator.state for rng in self._rngs]
+
+    def set_seed_state(self, states: list[dict]) -> None:
+        """Continue every row's reset-seed stream from `seed_state()`'s output."""
+        if len(states) != self.num_envs:
+            raise ValueError(f"expected {self.num_envs} seed states, got {len(states)}")
+        for rng, state in zip(self._rngs, states):
+            rng.bit_generator.state = state
+
     def close(self) -> None:
         for env in self.raw_envs:
             env.close()

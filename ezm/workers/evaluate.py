@@ -49,7 +49,7 @@ class Evaluator:
         self.cfg = cfg
         self.episodes = episodes
         self.device = torch.device(cfg.device)
-        self.task = torch.as_tensor(self.env.task_ids, device=self.device)  # [E]
+        self.task = torch.tensor(self.env.task_ids, device=self.device)  # [E]
         self.action_mask = torch.as_tensor(self.env.action_mask, device=self.device)  # [E, A]
 
     @torch.no_grad()

@@ -20,7 +20,7 @@ class Rollout:
         self.env = env
         self.cfg = cfg
         self.device = torch.device(cfg.device)
-        self.task = torch.as_tensor(env.task_ids, device=self.device)  # [E]
+        self.task = torch.tensor(env.task_ids, device=self.device)  # [E]
         self.action_mask = torch.as_tensor(env.action_mask, device=self.device)  # [E, A]
         self.obs = env.reset()  # [E, O] current observation of every row
         self.episode_return = np.zeros(env.num_envs)  # [E] running return of the open episodes

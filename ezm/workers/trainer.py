@@ -66,6 +66,7 @@ class Trainer:
             "replay": self.replay.state_dict(),
             "counters": {"env_steps": self.env_steps, "owed_updates": self.owed_updates},
             "rng": rng_state(torch_generators=self._generators()),
+            "env_seeds": self.env.seed_state(),
         }
 
     def _generators(self) -> dict[str, torch.Generator]:
@@ -81,6 +82,7 @@ class Trainer:
         self.env_steps = int(state["counters"]["env_steps"])
         self.owed_updates = float(state["counters"]["owed_updates"])
         set_rng_state(state["rng"], torch_generators=self._generators())
+        self.env.set_seed_state(state["env_seeds"])
         self.rollout.restart()
         self.replay.open_new_episodes(torch.arange(self.env.num_envs))
 
@@ -104,7 +106,7 @@ class Trainer:
     def run(self) -> TrainResult:
         cfg, train = self.cfg, self.cfg.train
         start = time.time()
-        steps_per_decision = cfg.env.action_repeat
+        steps_per_decision = cfg.env.action_repeat * cfg.env.copies_per_task  # per task, per batched step
         decisions_per_step = self.env.num_envs
         next_log = self.env_steps + train.log_interval
         next_eval = self.env_steps + train.eval_interval
