@@ -60,3 +60,13 @@ def test_variance_range_gives_alpha_per_task():
     assert torch.allclose(vr.high[:2], torch.tensor([2.0, 20.0]))
     assert torch.isnan(vr.low[2])
     assert vr.alpha(torch.tensor([[5.0]]), torch.tensor([2])).item() == 1.0  # unseen task: all TD
+
+
+def test_td_target_of_an_open_episode_bootstraps_from_its_newest_row():
+    # rows 0..2 are stored, row 2 is the newest state of a running episode; rows 3+ unwritten
+    reward, terminal, valid, last = _rows([1.0, 2.0, 4.0])
+    valid[0, 3:] = False
+    bootstrap = torch.full((1, 9), 100.0)
+    z = td_targets(reward, terminal, valid, last, bootstrap, unroll=3, td_steps=5, discount=GAMMA)
+    assert torch.isclose(z[0, 0], torch.tensor(1 + GAMMA * 2 + GAMMA**2 * 100))
+    assert torch.isclose(z[0, 2], torch.tensor(100.0))

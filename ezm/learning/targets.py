@@ -69,17 +69,25 @@ class VarianceRange:
         self.high = state["high"].to(self.high.device)
 
 
+def acted_rows(valid: torch.Tensor, last: torch.Tensor) -> torch.Tensor:
+    """[B, S] rows whose action and outcome are known: in the start's episode, not its final
+    state, and followed by a stored row (the newest row of an open episode has no successor yet)."""
+    has_next = torch.cat([valid[:, 1:], torch.zeros_like(valid[:, :1])], dim=1)  # [B, S]
+    return valid & ~last & has_next
+
+
 def td_targets(reward: torch.Tensor, terminal: torch.Tensor, valid: torch.Tensor, last: torch.Tensor,
                bootstrap: torch.Tensor, unroll: int, td_steps: int, discount: float) -> torch.Tensor:
     """n-step TD targets [B, U+1] from rows [B, S] and bootstrap values [B, S].
 
     The return of position k sums the rewards of the action rows k..e-1 with
     e = k + (number of action rows among the next n) and adds gamma^(e-k) * v(s_e), unless
-    s_e is the final state of an episode that ended in a true termination.
+    s_e is the final state of an episode that ended in a true termination. An episode still
+    open at its newest row bootstraps from that row.
     """
     if reward.shape[1] < unroll + td_steps + 1:
         raise ValueError(f"sequences of {reward.shape[1]} rows are too short for U={unroll}, n={td_steps}")
-    acted = valid & ~last  # [B, S] an action was taken in this row of the start's episode
+    acted = acted_rows(valid, last)  # [B, S]
     positions = torch.arange(unroll + 1, device=reward.device)  # [U+1]
     offsets = torch.arange(td_steps, device=reward.device)  # [n]
     window = positions[:, None] + offsets[None, :]  # [U+1, n] row indices
@@ -142,6 +150,6 @@ def reanalyze(target_model: WorldModel, batch: Batch, cfg: Config, variance_rang
         improved_policy=searched.improved_policy.view(b, p, -1),
         action=searched.action.view(b, p, -1),
         value_mask=value_mask,
-        reward_mask=(batch.valid & ~batch.last)[:, :unroll],
+        reward_mask=acted_rows(batch.valid, batch.last)[:, :unroll],
         alpha=alpha,
     )

@@ -95,7 +95,7 @@ def describe(tasks: list[Task], env: EnvConfig | None = None) -> str:
     randoms = random_policy.table()
     rows = [("id", "task", "source", "obs", "action", "mask", "episode", "random return")]
     for task_id, t in enumerate(tasks):
-        random_return = randoms.get(t.name, t.score_low if t.source == "gym" else None)
+        random_return = randoms.get(t.name, None if t.source == "dmc" else t.score_low)
         rows.append((str(task_id), t.name, t.source, f"{t.obs_size} -> {obs_pad}", f"{t.action_size} -> {act_pad}",
                      _mask(t.action_size, act_pad), str(t.episode_length),
                      "-" if random_return is None else f"{random_return:.1f}"))
