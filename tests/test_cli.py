@@ -34,3 +34,16 @@ def test_unknown_suite_and_bad_override_fail_cleanly():
 def test_eval_of_a_missing_checkpoint_fails_cleanly(tmp_path):
     out = run("eval", str(tmp_path / "nothing.pt"))
     assert out.returncode == 2 and "Traceback" not in out.stderr
+
+
+def test_humanoidbench_suite_without_the_package_is_one_clear_line():
+    import importlib.util
+
+    import pytest
+
+    if importlib.util.find_spec("humanoid_bench") is not None:
+        pytest.skip("humanoid_bench is installed here")
+    for command in ("tasks", "train"):
+        out = run(command, "--suite", "hb-medium")
+        assert out.returncode == 2 and "Traceback" not in out.stderr
+        assert "humanoid_bench" in out.stderr and "docs/humanoidbench.md" in out.stderr

@@ -1,13 +1,10 @@
-"""Learning works: losses fall on a fixed batch, and a short cartpole run beats random."""
+"""Learning works: the full update (reanalyze, losses, optimiser) fits a fixed batch."""
 import dataclasses
 
-import pytest
 import torch
 
 from ezm import config as C
-from ezm.workers.trainer import Trainer, train
-
-RANDOM_RETURN_BALANCE = 348.8  # ezm/tasks/random_returns.json, cartpole-balance
+from ezm.workers.trainer import Trainer
 
 
 def _small_config(tmp_path, **learn):
@@ -32,13 +29,3 @@ def test_fitting_a_fixed_batch_drives_reward_and_value_losses_down(tmp_path):
         first = first or metrics
     assert metrics["loss/reward"] < first["loss/reward"] / 4
     assert metrics["loss/value"] < first["loss/value"] / 4
-
-
-@pytest.mark.slow
-def test_short_run_on_cartpole_balance_beats_the_random_policy(tmp_path):
-    cfg = C.build("quickstart", overrides=[
-        "env.suite=cartpole-balance", "train.progress=false", f"train.run_dir={tmp_path}",
-        "train.env_steps_per_task=6000", "train.eval_interval=100000", "train.eval_episodes=2",
-        "learn.warmup_steps=1000", "learn.replay_ratio=0.1"])
-    result = train(cfg)
-    assert result.final_eval.mean_return(0) > RANDOM_RETURN_BALANCE + 150

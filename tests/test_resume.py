@@ -54,6 +54,14 @@ def test_a_killed_run_resumes_from_its_checkpoint_and_finishes(tmp_path):
     assert resumed[0]["updates"] > 0  # the update counter came back from the checkpoint
     assert (run_dir / "eval.csv").read_text().strip().splitlines()[-1].startswith("2400,")
 
+    out, err = _ezm("eval", str(run_dir), "--episodes", "1").communicate(timeout=300)
+    assert "cartpole-balance" in out and "normalised" in out, err
+    checkpoint = run_dir / "checkpoint.pt"
+    checkpoint.write_bytes(checkpoint.read_bytes()[:-100])  # a truncated file
+    broken = _ezm("eval", str(run_dir))
+    out, err = broken.communicate(timeout=300)
+    assert broken.returncode == 2 and "checkpoint" in err and "Traceback" not in err
+
 
 def test_resume_restores_the_learner_replay_and_generators(tmp_path):
     cfg = C.build("quickstart", overrides=[a for a in SMALL if "=" in a] + [
@@ -71,6 +79,7 @@ def test_resume_restores_the_learner_replay_and_generators(tmp_path):
         assert (a == b).all()
     assert len(second.replay) == len(first.replay)
     assert (first.act_generator.get_state() == second.act_generator.get_state()).all()
+    first.rollout.restart()  # resuming starts fresh episodes from the next seeds of every stream
     assert second.env.seed_state() == first.env.seed_state()
 
 

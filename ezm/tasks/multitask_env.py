@@ -25,6 +25,14 @@ class StepResult:
     task_ids: np.ndarray  # [E] int64, the task of every row
 
 
+def action_masks(tasks: list[Task]) -> np.ndarray:
+    """[T, A] float32, 1 on each task's valid action dims; A is the largest action size."""
+    mask = np.zeros((len(tasks), max(t.action_size for t in tasks)), np.float32)
+    for task_id, t in enumerate(tasks):
+        mask[task_id, : t.action_size] = 1.0
+    return mask
+
+
 class MultiTaskEnv:
     def __init__(self, tasks: list[Task], copies: int, seed: int, action_repeat: int = 1):
         names = [t.name for t in tasks]
@@ -40,13 +48,12 @@ class MultiTaskEnv:
         self.action_size = max(t.action_size for t in tasks)  # A
         self.task_ids = np.repeat(np.arange(len(tasks), dtype=np.int64), copies)  # [E]
         self.task_ids.flags.writeable = False
-        self.task_action_mask = np.zeros((len(tasks), self.action_size), np.float32)  # [T, A]
+        self.task_action_mask = action_masks(tasks)  # [T, A]
         self._scale = np.zeros((self.num_envs, self.action_size))  # [E, A] half-width of the bounds, 0 off the mask
         self._offset = np.zeros((self.num_envs, self.action_size))  # [E, A] centre of the bounds, 0 off the mask
         for task_id, t in enumerate(tasks):
             low, high = np.asarray(t.action_low), np.asarray(t.action_high)
             rows = slice(task_id * copies, (task_id + 1) * copies)
-            self.task_action_mask[task_id, : t.action_size] = 1.0
             self._scale[rows, : t.action_size] = (high - low) / 2
             self._offset[rows, : t.action_size] = (high + low) / 2
         self.action_mask = self.task_action_mask[self.task_ids]  # [E, A]

@@ -9,7 +9,7 @@ import torch
 from ezm import config as config_lib
 from ezm.learning.checkpoint import CheckpointError, checkpoint_config, load_checkpoint
 from ezm.model import WorldModel
-from ezm.tasks.multitask_env import MultiTaskEnv
+from ezm.tasks.multitask_env import action_masks
 from ezm.tasks.registry import resolve
 from ezm.tasks.task import Task
 
@@ -51,8 +51,7 @@ def load_for_eval(path: Path) -> tuple[config_lib.Config, WorldModel, list[Task]
     cfg = config_lib.from_dict(checkpoint_config(checkpoint))
     state = load_checkpoint(checkpoint)
     tasks = resolve(cfg.env.suite)
-    env = MultiTaskEnv(tasks, copies=1, seed=cfg.seed, action_repeat=cfg.env.action_repeat)
-    model = build_model(cfg, tasks, env.obs_size, env.action_size, env.task_action_mask)
-    env.close()
+    mask = action_masks(tasks)  # [T, A]
+    model = build_model(cfg, tasks, max(t.obs_size for t in tasks), mask.shape[1], mask)
     model.load_state_dict(state["learner"]["model"])
     return cfg, model, tasks, int(state["counters"]["env_steps"])
