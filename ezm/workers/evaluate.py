@@ -63,9 +63,10 @@ class Evaluator:
                          self.cfg.search, self.cfg.discount, generator, add_noise=False)
             result = self.env.step(out.action.cpu().numpy())
             total += result.reward * running
-            ended = running & (result.terminated | result.truncated)
-            running &= ~ended
-            obs = self.env.reset_rows(np.flatnonzero(ended)) if ended.any() else result.obs
+            done = result.terminated | result.truncated  # [E]
+            running &= ~done
+            # rows past their counted episode keep playing (the batch steps together), uncounted
+            obs = self.env.reset_rows(np.flatnonzero(done)) if done.any() else result.obs
         per_task = total.reshape(len(self.env.tasks), self.episodes)
         return EvalResult(tuple(self.env.tasks), tuple(tuple(r) for r in per_task.tolist()), env_steps)
 

@@ -1,0 +1,25 @@
+"""Evaluation: every task's episodes are counted once, whatever their lengths."""
+import torch
+
+from ezm import config as C
+from ezm.tasks.registry import resolve
+from ezm.workers.evaluate import Evaluator
+from ezm.workers.run import build_model
+
+
+def test_tasks_with_different_episode_lengths_are_each_counted_once():
+    cfg = C.build("quickstart", overrides=["search.simulations=2", "search.root_actions=2",
+                                           "search.root_policy_samples=1"])
+    tasks = resolve("Pendulum-v1,cartpole-balance")  # 200-step episodes beside 1000-step ones
+    evaluator = Evaluator(tasks, cfg, episodes=2, seed=0)
+    model = build_model(cfg, tasks, evaluator.env.obs_size, evaluator.env.action_size,
+                        evaluator.env.task_action_mask)
+    result = evaluator.run(model, torch.Generator().manual_seed(0), env_steps=7)
+    evaluator.close()
+    assert [len(r) for r in result.returns] == [2, 2]
+    pendulum, cartpole = result.returns
+    assert all(-2000 < r < 0 for r in pendulum)  # one 200-step episode each, not five
+    assert all(0 < r <= 1000 for r in cartpole)
+    rows = result.rows()
+    assert rows[1]["normalized_score"] == rows[1]["return"] / 1000
+    assert "Pendulum-v1" in result.table() and result.env_steps == 7
