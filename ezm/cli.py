@@ -67,6 +67,9 @@ def cmd_tasks(args: argparse.Namespace) -> None:
 
 def cmd_train(args: argparse.Namespace) -> None:
     if args.resume is not None:
+        if args.suite or args.tasks or args.preset or args.config or args.overrides:
+            raise UsageError("--resume continues a run with the config stored in its directory; "
+                             "give no suite, preset, config file or overrides with it")
         from ezm.workers.trainer import resume
 
         result = resume(args.resume)

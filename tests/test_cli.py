@@ -31,6 +31,11 @@ def test_unknown_suite_and_bad_override_fail_cleanly():
     assert out.returncode == 2 and "learn.lrr" in out.stderr and "Traceback" not in out.stderr
 
 
+def test_resume_with_other_settings_is_refused(tmp_path):
+    out = run("train", "--resume", str(tmp_path), "learn.lr=1")
+    assert out.returncode == 2 and "--resume" in out.stderr and "Traceback" not in out.stderr
+
+
 def test_eval_of_a_missing_checkpoint_fails_cleanly(tmp_path):
     out = run("eval", str(tmp_path / "nothing.pt"))
     assert out.returncode == 2 and "Traceback" not in out.stderr
