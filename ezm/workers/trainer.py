@@ -132,10 +132,10 @@ class Trainer:
                                                          "updates_per_s": rate, "time": now - start})
                 bar.set_postfix(updates=self.learner.updates, upd_s=f"{rate:.1f}", score=f"{latest_score:.3f}")
                 last_time, last_updates, next_log = now, self.learner.updates, next_log + train.log_interval
-            if self.env_steps >= next_eval:
+            if next_eval <= self.env_steps < train.env_steps_per_task:  # the last one comes after the loop
                 latest_score = self._evaluate().mean_normalized_score()
                 next_eval += train.eval_interval
-            if self.env_steps >= next_checkpoint:
+            if next_checkpoint <= self.env_steps < train.env_steps_per_task:
                 self.save()
                 next_checkpoint += train.checkpoint_interval
         bar.close()
