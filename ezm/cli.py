@@ -2,6 +2,7 @@
 from __future__ import annotations
 
 import argparse
+import logging
 import os
 import sys
 
@@ -102,6 +103,7 @@ def _headless_rendering() -> None:
 
 def main(argv: list[str] | None = None) -> int:
     _headless_rendering()
+    logging.getLogger("absl").setLevel(logging.ERROR)  # dm_control's deprecation notices on model load
     from ezm.learning.checkpoint import CheckpointError
 
     args = build_parser().parse_args(argv)
