@@ -1,10 +1,10 @@
-"""Learning works: the full update fits a fixed batch, and a short run beats the random policy."""
+"""Learning works: the full update (reanalyze, losses, optimiser) fits a fixed batch."""
 import dataclasses
 
 import torch
 
 from ezm import config as C
-from ezm.workers.trainer import Trainer, train
+from ezm.workers.trainer import Trainer
 
 
 def _small_config(tmp_path, **learn):
@@ -30,13 +30,3 @@ def test_fitting_a_fixed_batch_drives_reward_and_value_losses_down(tmp_path):
     assert metrics["loss/reward"] < first["loss/reward"] / 4
     assert metrics["loss/value"] < first["loss/value"] / 4
 
-
-def test_short_run_on_cartpole_balance_sparse_beats_the_random_policy(tmp_path):
-    cfg = C.build("quickstart", overrides=[
-        "env.suite=cartpole-balance_sparse", "env.copies_per_task=2", "train.progress=false",
-        f"train.run_dir={tmp_path}", "train.env_steps_per_task=6000", "train.eval_interval=100000",
-        "train.eval_episodes=2", "learn.warmup_steps=600", "learn.replay_ratio=1.0", "learn.batch_size=32",
-        "learn.value_target=td"])
-    result = train(cfg)
-    # the random policy scores 48 (ezm/tasks/random_returns.json); an untrained model about as much
-    assert result.final_eval.mean_return(0) > 150
