@@ -301,10 +301,12 @@ def test_cuda_matches_cpu() -> None:
     obs, task, mask = roots(5)
     keys = torch.arange(5) * 7919
     cpu = search(model, obs, task, mask, CFG, 0.99, None, True, keys=keys)
+    device = torch.device("cuda")
     gpu_model = MLPModel()
     for name, value in vars(model).items():
         if isinstance(value, Tensor):
-            setattr(gpu_model, name, value.cuda())
-    gpu = search(gpu_model, obs.cuda(), task.cuda(), mask.cuda(), CFG, 0.99, None, True, keys=keys.cuda())
+            setattr(gpu_model, name, value.to(device))
+    gpu = search(gpu_model, obs.to(device), task.to(device), mask.to(device), CFG, 0.99, None, True,
+                 keys=keys.to(device))
     for a, b in zip(cpu, gpu):
         torch.testing.assert_close(a, b.cpu(), rtol=0, atol=1e-9)
