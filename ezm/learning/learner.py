@@ -30,8 +30,8 @@ class Learner:
             return torch.autocast("cuda", dtype=torch.bfloat16)
         return contextlib.nullcontext()
 
-    def update(self, batch: Batch, generator: torch.Generator, env_step: int) -> tuple[dict[str, float], torch.Tensor]:
-        """One update on `batch` (already on the device); returns metrics and new priorities [B]."""
+    def update(self, batch: Batch, generator: torch.Generator, env_step: int) -> tuple[dict[str, torch.Tensor], torch.Tensor]:
+        """One update on `batch` (already on the device); returns metrics (0-d tensors) and new priorities [B]."""
         targets = reanalyze(self.target_model, batch, self.cfg, self.variance_range, generator,
                             self.updates, env_step)
         self.model.train()
@@ -45,12 +45,12 @@ class Learner:
         self.updates += 1
         if self.updates % self.cfg.learn.target_update_interval == 0:
             self.target_model.load_state_dict(self.model.state_dict())
-        metrics = {f"loss/{k}": float(v) for k, v in out.parts.items()}
+        metrics = {f"loss/{k}": v for k, v in out.parts.items()}  # 0-d tensors: no host sync per update
         metrics.update({
-            "loss/total": float(out.total.detach()),
-            "grad_norm": float(grad_norm),
-            "target/value_mean": float(targets.value[targets.value_mask].mean()),
-            "target/alpha_mean": float(targets.alpha[targets.value_mask].mean()),
+            "loss/total": out.total.detach(),
+            "grad_norm": grad_norm.detach(),
+            "target/value_mean": targets.value[targets.value_mask].mean(),
+            "target/alpha_mean": targets.alpha[targets.value_mask].mean(),
         })
         return metrics, out.priority
 

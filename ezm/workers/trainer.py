@@ -87,9 +87,9 @@ class Trainer:
         self.replay.open_new_episodes(torch.arange(self.env.num_envs))
 
     # --- the loop ------------------------------------------------------------------------
-    def _learn(self) -> dict[str, float]:
+    def _learn(self) -> dict[str, torch.Tensor]:
         learn = self.cfg.learn
-        metrics: dict[str, float] = {}
+        metrics: dict[str, torch.Tensor] = {}
         while self.owed_updates >= 1.0:
             batch = self.replay.sample(learn.batch_size, learn.unroll, learn.td_steps, self.sample_generator)
             batch = type(batch)(*(t.to(self.cfg.device) for t in batch))
@@ -128,7 +128,8 @@ class Trainer:
             if self.env_steps >= next_log:
                 now = time.time()
                 rate = (self.learner.updates - last_updates) / max(now - last_time, 1e-9)
-                self.logger.log_metrics(self.env_steps, {**metrics, "updates": self.learner.updates,
+                values = {k: float(v) for k, v in metrics.items()}  # the latest update's, read once per log line
+                self.logger.log_metrics(self.env_steps, {**values, "updates": self.learner.updates,
                                                          "updates_per_s": rate, "time": now - start})
                 bar.set_postfix(updates=self.learner.updates, upd_s=f"{rate:.1f}", score=f"{latest_score:.3f}")
                 last_time, last_updates, next_log = now, self.learner.updates, next_log + train.log_interval
