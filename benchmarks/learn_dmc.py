@@ -1,7 +1,7 @@
 """Proof of learning: one multi-task EZ-M model trained on a DMC suite, with its curves.
 
-    python benchmarks/learn_dmc.py --suite dmc-cartpole
-    python benchmarks/learn_dmc.py --suite dmc-cartpole --preset dmc train.env_steps_per_task=50000
+    python benchmarks/learn_dmc.py --suite dmc-cartpole --threads 1
+    python benchmarks/learn_dmc.py --suite dmc-cartpole --threads 1 --tag mixed learn.value_target=mixed
 
 Writes benchmarks/results/learn_dmc[_TAG].json shaped as {"machine", "commit", "config",
 "suite", "env_steps_per_task", "wall_clock_s", "env_steps_per_s", "updates_per_s",
@@ -22,8 +22,13 @@ from _meta import REPO, meta
 from ezm import config as config_lib
 from ezm.workers.trainer import train
 
-# the benchmark's defaults on top of the preset; any of them can be overridden
+# the benchmark's defaults on top of the preset (those of learn_dmc_rule_rr05.json); any of
+# them can be overridden, e.g. learn.value_target=mixed for the paper's mixed value target
 DEFAULTS = [
+    "learn.value_target=rule",
+    "learn.replay_ratio=0.5",
+    "learn.reanalyze_simulations=4",
+    "learn.target_update_interval=200",
     "train.env_steps_per_task=50000",
     "train.eval_interval=5000",
     "train.eval_episodes=4",
@@ -61,7 +66,7 @@ def plot(curve: list[dict], path: Path, title: str) -> None:
 def main() -> None:
     parser = argparse.ArgumentParser(description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter)
     parser.add_argument("--suite", default="dmc-cartpole")
-    parser.add_argument("--preset", default="dmc")
+    parser.add_argument("--preset", default="quickstart")
     parser.add_argument("--tag", default="", help="suffix of the output files")
     parser.add_argument("--runs", default=str(REPO / "benchmarks" / "runs"), help="parent of the run directory")
     parser.add_argument("--threads", type=int, default=None, help="torch CPU threads (default: torch's)")
