@@ -4,6 +4,7 @@ import dataclasses
 import torch
 
 from ezm import config as C
+from ezm.learning.targets import reanalyze
 from ezm.workers.trainer import Trainer
 
 
@@ -30,3 +31,25 @@ def test_fitting_a_fixed_batch_drives_reward_and_value_losses_down(tmp_path):
     assert metrics["loss/reward"] < first["loss/reward"] / 4
     assert metrics["loss/value"] < first["loss/value"] / 4
 
+
+
+def test_rule_value_target_is_td_before_its_switch_and_the_search_value_after(tmp_path):
+    cfg = _small_config(tmp_path, value_target="rule", rule_switch_updates=100, rule_age=50)
+    trainer = Trainer(cfg, tmp_path)
+    for step in range(30):
+        trainer.rollout.step(trainer.learner.model, trainer.replay, trainer.act_generator, step)
+    learn = cfg.learn
+    batch = trainer.replay.sample(learn.batch_size, learn.unroll, learn.td_steps, trainer.sample_generator)
+    model, ranges = trainer.learner.target_model, trainer.learner.variance_range
+
+    def targets(updates, env_step):
+        return reanalyze(model, batch, cfg, ranges, torch.Generator().manual_seed(0), updates, env_step)
+
+    early = targets(updates=99, env_step=10_000)  # every row stale, but the switch is not reached
+    assert bool((early.alpha == 1).all())
+    assert torch.allclose(early.value[early.value_mask], early.td_value[early.value_mask])
+    late = targets(updates=100, env_step=10_000)  # past the switch: stale rows take the search value
+    assert bool((late.alpha == 0).all())
+    assert torch.allclose(late.value[late.value_mask], late.search_value[late.value_mask])
+    fresh = targets(updates=100, env_step=int(batch.env_step.max()))  # young rows stay on TD
+    assert bool((fresh.alpha[batch.env_step == batch.env_step.max()] == 1).all())
