@@ -1,4 +1,5 @@
-"""Learning works: the full update (reanalyze, losses, optimiser) fits a fixed batch."""
+"""Learning works: the full update (reanalyze, losses, optimiser) fits a fixed batch, and the
+rule-based value target switches from TD to the search value as configured."""
 import dataclasses
 
 import torch
@@ -30,7 +31,6 @@ def test_fitting_a_fixed_batch_drives_reward_and_value_losses_down(tmp_path):
         first = first or metrics
     assert metrics["loss/reward"] < first["loss/reward"] / 4
     assert metrics["loss/value"] < first["loss/value"] / 4
-
 
 
 def test_rule_value_target_is_td_before_its_switch_and_the_search_value_after(tmp_path):
