@@ -1,6 +1,9 @@
 """The `ezm` command: task tables, one-line errors without tracebacks."""
+import importlib.util
 import subprocess
 import sys
+
+import pytest
 
 
 def run(*args):
@@ -42,10 +45,6 @@ def test_eval_of_a_missing_checkpoint_fails_cleanly(tmp_path):
 
 
 def test_humanoidbench_suite_without_the_package_is_one_clear_line():
-    import importlib.util
-
-    import pytest
-
     if importlib.util.find_spec("humanoid_bench") is not None:
         pytest.skip("humanoid_bench is installed here")
     for command in ("tasks", "train"):

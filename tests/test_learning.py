@@ -17,13 +17,18 @@ def _small_config(tmp_path, **learn):
     return dataclasses.replace(cfg, learn=dataclasses.replace(cfg.learn, **learn))
 
 
-def test_fitting_a_fixed_batch_drives_reward_and_value_losses_down(tmp_path):
-    cfg = _small_config(tmp_path, target_update_interval=10_000, lr=3e-3)
+def _collect_and_sample(cfg, tmp_path, decisions):
+    """A trainer whose replay holds `decisions` batched steps, and one batch sampled from it."""
     trainer = Trainer(cfg, tmp_path)
-    for step in range(60):
+    for step in range(decisions):
         trainer.rollout.step(trainer.learner.model, trainer.replay, trainer.act_generator, step)
     learn = cfg.learn
-    batch = trainer.replay.sample(learn.batch_size, learn.unroll, learn.td_steps, trainer.sample_generator)
+    return trainer, trainer.replay.sample(learn.batch_size, learn.unroll, learn.td_steps, trainer.sample_generator)
+
+
+def test_fitting_a_fixed_batch_drives_reward_and_value_losses_down(tmp_path):
+    cfg = _small_config(tmp_path, target_update_interval=10_000, lr=3e-3)
+    trainer, batch = _collect_and_sample(cfg, tmp_path, decisions=60)
     first = None
     for _ in range(150):
         generator = torch.Generator().manual_seed(0)  # same reanalyze draws every time: a fixed target
@@ -35,11 +40,7 @@ def test_fitting_a_fixed_batch_drives_reward_and_value_losses_down(tmp_path):
 
 def test_rule_value_target_is_td_before_its_switch_and_the_search_value_after(tmp_path):
     cfg = _small_config(tmp_path, value_target="rule", rule_switch_updates=100, rule_age=50)
-    trainer = Trainer(cfg, tmp_path)
-    for step in range(30):
-        trainer.rollout.step(trainer.learner.model, trainer.replay, trainer.act_generator, step)
-    learn = cfg.learn
-    batch = trainer.replay.sample(learn.batch_size, learn.unroll, learn.td_steps, trainer.sample_generator)
+    trainer, batch = _collect_and_sample(cfg, tmp_path, decisions=30)
     model, ranges = trainer.learner.target_model, trainer.learner.variance_range
 
     def targets(updates, env_step):

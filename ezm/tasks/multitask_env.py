@@ -45,10 +45,10 @@ class MultiTaskEnv:
         self.action_repeat = action_repeat  # simulator steps per action
         self.num_envs = len(tasks) * copies  # E
         self.obs_size = max(t.obs_size for t in tasks)  # O
-        self.action_size = max(t.action_size for t in tasks)  # A
+        self.task_action_mask = action_masks(tasks)  # [T, A]
+        self.action_size = self.task_action_mask.shape[1]  # A, the largest action size
         self.task_ids = np.repeat(np.arange(len(tasks), dtype=np.int64), copies)  # [E]
         self.task_ids.flags.writeable = False
-        self.task_action_mask = action_masks(tasks)  # [T, A]
         self._scale = np.zeros((self.num_envs, self.action_size))  # [E, A] half-width of the bounds, 0 off the mask
         self._offset = np.zeros((self.num_envs, self.action_size))  # [E, A] centre of the bounds, 0 off the mask
         for task_id, t in enumerate(tasks):
