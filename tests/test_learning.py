@@ -1,6 +1,8 @@
 """Learning works: the full update (reanalyze, losses, optimiser) fits a fixed batch, and the
-rule-based value target switches from TD to the search value as configured."""
+rule-based value target switches from TD to the search value as configured; a reward the
+model's support cannot hold is reported."""
 import dataclasses
+import warnings
 
 import torch
 
@@ -54,3 +56,22 @@ def test_rule_value_target_is_td_before_its_switch_and_the_search_value_after(tm
     assert torch.allclose(late.value[late.value_mask], late.search_value[late.value_mask])
     fresh = targets(updates=100, env_step=int(batch.env_step.max()))  # young rows stay on TD
     assert bool((fresh.alpha[batch.env_step == batch.env_step.max()] == 1).all())
+
+
+def _support_warnings(cfg, run_dir, decisions):
+    run_dir.mkdir()
+    trainer = Trainer(cfg, run_dir)
+    with warnings.catch_warnings(record=True) as record:
+        warnings.simplefilter("always")
+        for step in range(decisions):
+            trainer.rollout.step(trainer.learner.model, trainer.replay, trainer.act_generator, step)
+    return [str(w.message) for w in record if "model.reward_range" in str(w.message)]
+
+
+def test_a_reward_outside_the_support_warns_once_naming_task_and_action_repeat(tmp_path):
+    cfg = _small_config(tmp_path)
+    assert _support_warnings(cfg, tmp_path / "fits", decisions=5) == []  # cartpole at action repeat 2 fits [-2, 2]
+    narrow = dataclasses.replace(cfg, model=dataclasses.replace(cfg.model, reward_range=(-0.5, 0.5)))
+    messages = _support_warnings(narrow, tmp_path / "narrow", decisions=5)
+    assert len(messages) == 1
+    assert messages[0].startswith("cartpole-") and "[-0.5, 0.5]" in messages[0] and "action_repeat=2" in messages[0]

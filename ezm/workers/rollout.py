@@ -5,6 +5,8 @@ number of environment steps.
 """
 from __future__ import annotations
 
+import warnings
+
 import numpy as np
 import torch
 
@@ -25,6 +27,7 @@ class Rollout:
         self.obs = env.reset()  # [E, O] current observation of every row
         self.episode_return = np.zeros(env.num_envs)  # [E] running return of the open episodes
         self.finished: list[tuple[int, float]] = []  # (task id, return) of episodes ended since last drain
+        self.reward_warned = False  # the out-of-support warning is given once per rollout
 
     def restart(self) -> None:
         """Begin fresh episodes in every row (after a resume, open episodes cannot be restored)."""
@@ -39,6 +42,7 @@ class Rollout:
                      generator, add_noise=True)
         action = out.action.cpu()  # [E, A]
         result = self.env.step(action.numpy())
+        self._check_reward_support(result.reward)
         replay.add(obs=obs, action=action,
                    reward=torch.as_tensor(result.reward), terminal=torch.as_tensor(result.terminated),
                    root_value=out.root_value.cpu(), policy=out.improved_policy.cpu(),
@@ -52,6 +56,20 @@ class Rollout:
             self.obs = self.env.reset_rows(done)
         else:
             self.obs = result.obs
+
+    def _check_reward_support(self, reward: np.ndarray) -> None:
+        """Warn once when a reward [E] lies outside the model's reward support (its loss clips it)."""
+        low, high = self.cfg.model.reward_range
+        outside = np.flatnonzero((reward < low) | (reward > high))
+        if self.reward_warned or not outside.size:
+            return
+        self.reward_warned = True
+        row, repeat = int(outside[0]), self.cfg.env.action_repeat
+        task = self.env.tasks[self.env.task_ids[row]].name
+        warnings.warn(f"{task}: reward {reward[row]:.4g} of one decision lies outside model.reward_range "
+                      f"[{low:g}, {high:g}] and is clipped in the reward loss; a decision sums the rewards of "
+                      f"env.action_repeat={repeat} simulator steps, so widen model.reward_range (and "
+                      f"model.value_range with it)", stacklevel=2)
 
     def drain_finished(self) -> list[tuple[int, float]]:
         finished, self.finished = self.finished, []
