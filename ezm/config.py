@@ -76,6 +76,7 @@ class LearnConfig:
     unroll: int = 5  # K unroll steps of the dynamics in the loss
     td_steps: int = 5  # n of the n-step TD value target
     lr: float = 3e-4  # Adam learning rate
+    lr_final: float = 1.0  # lr at the last env step, as a fraction of lr: half-cosine decay (1 = constant)
     weight_decay: float = 2e-5  # Adam weight decay
     grad_clip: float = 5.0  # global gradient-norm clip
     reward_coef: float = 1.0  # weight of the reward cross-entropy
@@ -291,7 +292,26 @@ def build(preset_name: str = "dmc", config_file: str | Path | None = None,
     cfg = preset(preset_name)
     if config_file is not None:
         cfg = merge(cfg, load_yaml(config_file))
-    return merge(cfg, parse_overrides(overrides))
+    return validate(merge(cfg, parse_overrides(overrides)))
+
+
+VALUE_TARGETS = ("mixed", "rule", "td")
+
+
+def validate(cfg: Config) -> Config:
+    """Refuse field values that no run can use, naming every offending field; returns cfg."""
+    problems = []
+    if cfg.learn.value_target not in VALUE_TARGETS:
+        problems.append(f"learn.value_target must be one of {', '.join(VALUE_TARGETS)}, got {cfg.learn.value_target!r}")
+    if not 0.0 <= cfg.learn.lr_final <= 1.0:
+        problems.append(f"learn.lr_final must lie in [0, 1] (a fraction of learn.lr), got {cfg.learn.lr_final}")
+    for name, (low, high) in (("model.reward_range", cfg.model.reward_range),
+                              ("model.value_range", cfg.model.value_range)):
+        if not low < high:
+            problems.append(f"{name} must be [low, high] with low < high, got [{low}, {high}]")
+    if problems:
+        raise ConfigError("; ".join(problems))
+    return cfg
 
 
 def save(cfg: Config, path: str | Path) -> None:
@@ -299,6 +319,6 @@ def save(cfg: Config, path: str | Path) -> None:
 
 
 def from_dict(data: dict[str, Any]) -> Config:
-    """Inverse of `to_dict` (every key checked)."""
-    return merge(Config(), data)
+    """Inverse of `to_dict` (every key and value checked)."""
+    return validate(merge(Config(), data))
 

@@ -49,6 +49,9 @@ def test_round_trip_through_yaml(tmp_path):
     ("model.reward_range=1,2,3", "model.reward_range"),
     ("learn=3", "learn"),
     ("novalue", "novalue"),
+    ("learn.value_target=mc", "learn.value_target must be one of mixed, rule, td"),
+    ("learn.lr_final=1.5", "learn.lr_final must lie in"),
+    ("model.value_range=[5,-5]", "model.value_range must be"),
 ])
 def test_bad_keys_and_types_are_refused_naming_the_key(override, message):
     with pytest.raises(C.ConfigError, match=message.replace(".", r"\.")):
