@@ -4,9 +4,11 @@ model's support cannot hold is reported."""
 import dataclasses
 import warnings
 
+import pytest
 import torch
 
 from ezm import config as C
+from ezm.learning.learner import learning_rate
 from ezm.learning.targets import reanalyze
 from ezm.workers.trainer import Trainer
 
@@ -75,3 +77,16 @@ def test_a_reward_outside_the_support_warns_once_naming_task_and_action_repeat(t
     messages = _support_warnings(narrow, tmp_path / "narrow", decisions=5)
     assert len(messages) == 1
     assert messages[0].startswith("cartpole-") and "[-0.5, 0.5]" in messages[0] and "action_repeat=2" in messages[0]
+
+
+def test_learning_rate_decays_on_a_half_cosine_to_its_final_fraction(tmp_path):
+    cfg = _small_config(tmp_path, lr=1e-3, lr_final=0.1)
+    end = cfg.train.env_steps_per_task
+    assert learning_rate(cfg, 0) == pytest.approx(1e-3)
+    assert learning_rate(cfg, end // 2) == pytest.approx(0.55e-3)
+    assert learning_rate(cfg, end) == pytest.approx(1e-4) == learning_rate(cfg, 2 * end)
+    trainer, batch = _collect_and_sample(cfg, tmp_path, decisions=30)
+    metrics, _ = trainer.learner.update(batch, torch.Generator().manual_seed(0), env_step=end // 2)
+    assert trainer.learner.optimizer.param_groups[0]["lr"] == pytest.approx(0.55e-3) == float(metrics["lr"])
+    constant = _small_config(tmp_path)  # lr_final 1: the lr never moves
+    assert learning_rate(constant, end // 3) == constant.learn.lr

@@ -3,6 +3,7 @@ from __future__ import annotations
 
 import contextlib
 import copy
+import math
 
 import torch
 
@@ -11,6 +12,13 @@ from ezm.learning.losses import compute_losses
 from ezm.learning.targets import VarianceRange, reanalyze
 from ezm.model import WorldModel
 from ezm.replay.buffer import Batch
+
+
+def learning_rate(cfg: Config, env_step: int) -> float:
+    """lr on a half cosine from `learn.lr` at step 0 to `lr * lr_final` at the run's last env step."""
+    progress = min(env_step / cfg.train.env_steps_per_task, 1.0)
+    final = cfg.learn.lr_final
+    return cfg.learn.lr * (final + (1.0 - final) * 0.5 * (1.0 + math.cos(math.pi * progress)))
 
 
 class Learner:
@@ -40,6 +48,9 @@ class Learner:
         self.optimizer.zero_grad(set_to_none=True)
         out.total.backward()
         grad_norm = torch.nn.utils.clip_grad_norm_(self.model.parameters(), self.cfg.learn.grad_clip)
+        lr = learning_rate(self.cfg, env_step)
+        for group in self.optimizer.param_groups:
+            group["lr"] = lr
         self.optimizer.step()
         self.model.eval()
         self.updates += 1
@@ -49,6 +60,7 @@ class Learner:
         metrics.update({
             "loss/total": out.total.detach(),
             "grad_norm": grad_norm.detach(),
+            "lr": torch.tensor(lr),
             "target/value_mean": targets.value[targets.value_mask].mean(),
             "target/alpha_mean": targets.alpha[targets.value_mask].mean(),
         })
