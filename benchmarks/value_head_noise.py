@@ -1,0 +1,99 @@
+"""How often the value-head draw, not the model's mean estimate, decides the search's best candidate.
+
+    python benchmarks/value_head_noise.py RUN_DIR_OR_CHECKPOINT --tag ar4
+
+The search scores a root candidate a as q(a) = r + discount * v, where v is the minimum over
+`search.value_min_heads` value heads drawn at random for every node (the release's rule). This
+script plays evaluation episodes (no noise) with a trained model; at every decision of every
+row it scores all K root candidates with one model call and compares the best candidate under
+the ensemble mean with the best under (a) `draws` independent random draws of the configured
+number of heads per candidate and (b) the minimum over all heads. A high "flip rate" for (a)
+means the choice among candidates is mostly decided by which heads were drawn.
+
+Writes benchmarks/results/value_head_noise[_TAG].json: per task the flip rates, the mean spread
+of q over the candidates and the mean standard deviation of q across heads.
+"""
+from __future__ import annotations
+
+import argparse
+import json
+import os
+from pathlib import Path
+
+import numpy as np
+import torch
+from _meta import REPO, meta
+
+from ezm import config as config_lib
+from ezm.search import search, value_of
+from ezm.workers.evaluate import Evaluator
+from ezm.workers.run import load_for_eval
+
+
+@torch.no_grad()
+def candidate_statistics(model, root_obs: torch.Tensor, task: torch.Tensor, candidates: torch.Tensor,
+                         cfg: config_lib.Config, draws: int, generator: torch.Generator) -> dict[str, torch.Tensor]:
+    """Per row [E]: flip rates of the random-head and all-head minimum against the mean, q spread, head std."""
+    rows, k, dims = candidates.shape
+    root = model.initial(root_obs, task)
+    latent = root.latent.repeat_interleave(k, 0)  # [E * K, H]
+    out = model.recurrent(latent, candidates.reshape(rows * k, dims), task.repeat_interleave(k))
+    q = (out.reward[:, None] + cfg.discount * out.values).view(rows, k, -1)  # [E, K, V]
+    best_mean = q.mean(-1).argmax(-1)  # [E]
+    uniforms = torch.rand(draws, rows * k, q.shape[-1], generator=generator)  # [D, E * K, V]
+    drawn = torch.stack([value_of(q.reshape(rows * k, -1), u, cfg.search.value_min_heads) for u in uniforms])
+    best_drawn = drawn.view(draws, rows, k).argmax(-1)  # [D, E]
+    return {
+        "flip_random_heads": (best_drawn != best_mean).float().mean(0),  # [E]
+        "flip_all_heads_min": (q.amin(-1).argmax(-1) != best_mean).float(),  # [E]
+        "q_spread": q.mean(-1).amax(-1) - q.mean(-1).amin(-1),  # [E]
+        "head_std": q.std(-1).mean(-1),  # [E]
+    }
+
+
+def main() -> None:
+    parser = argparse.ArgumentParser(description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter)
+    parser.add_argument("path", help="run directory or checkpoint file")
+    parser.add_argument("--episodes", type=int, default=2, help="evaluation episodes per task")
+    parser.add_argument("--draws", type=int, default=20, help="random head draws per decision")
+    parser.add_argument("--seed", type=int, default=0)
+    parser.add_argument("--tag", default="", help="suffix of the output file")
+    args = parser.parse_args()
+    os.environ.setdefault("MUJOCO_GL", "egl")
+    torch.set_num_threads(1)
+
+    cfg, model, tasks, env_steps = load_for_eval(Path(args.path))
+    evaluator = Evaluator(tasks, cfg, args.episodes, seed=args.seed)
+    generator = torch.Generator().manual_seed(args.seed)
+    env, sums, decisions = evaluator.env, {}, 0
+    obs = env.reset()
+    running = np.ones(env.num_envs, dtype=bool)  # [E] first episode of the row not yet over
+    while running.any():
+        o = torch.as_tensor(obs)
+        out = search(model, o, evaluator.task, evaluator.action_mask, cfg.search, cfg.discount, generator,
+                     add_noise=False)
+        stats = candidate_statistics(model, o, evaluator.task, out.candidates, cfg, args.draws, generator)
+        for name, value in stats.items():
+            sums[name] = sums.get(name, 0) + value.numpy() * running
+        decisions += running.astype(np.int64)
+        result = env.step(out.action.numpy())
+        running &= ~(result.terminated | result.truncated)
+        obs = result.obs
+    evaluator.close()
+
+    per_row = {name: total / decisions for name, total in sums.items()}  # [E] per-decision means
+    by_task = {t.name: {name: float(v.reshape(len(tasks), args.episodes)[i].mean()) for name, v in per_row.items()}
+               for i, t in enumerate(tasks)}
+    out = {**meta(), "config": config_lib.to_dict(cfg), "checkpoint": str(args.path), "env_steps_per_task": env_steps,
+           "episodes": args.episodes, "draws": args.draws, "seed": args.seed, "tasks": by_task}
+    results = REPO / "benchmarks" / "results"
+    results.mkdir(parents=True, exist_ok=True)
+    path = results / f"value_head_noise{'_' + args.tag if args.tag else ''}.json"
+    path.write_text(json.dumps(out, indent=1))
+    for name, row in by_task.items():
+        print(f"{name:<26}" + "  ".join(f"{k} {v:.3f}" for k, v in row.items()))
+    print(f"wrote {path}")
+
+
+if __name__ == "__main__":
+    main()
