@@ -59,6 +59,7 @@ class SearchConfig:
     c_visit: float = 50.0  # sigma(q) = (c_visit + max N) * c_scale * q
     c_scale: float = 0.1  # see c_visit
     value_min_heads: int = 2  # value inference: minimum over this many randomly chosen heads
+    head_draw: str = "node"  # "node": fresh random heads at every node (release); "search": one draw per root
     gumbel_scale: float = 1.0  # scale of the Gumbel noise when acting (0 disables it)
 
 
@@ -296,6 +297,7 @@ def build(preset_name: str = "dmc", config_file: str | Path | None = None,
 
 
 VALUE_TARGETS = ("mixed", "rule", "td")
+HEAD_DRAWS = ("node", "search")
 
 
 def validate(cfg: Config) -> Config:
@@ -303,6 +305,8 @@ def validate(cfg: Config) -> Config:
     problems = []
     if cfg.learn.value_target not in VALUE_TARGETS:
         problems.append(f"learn.value_target must be one of {', '.join(VALUE_TARGETS)}, got {cfg.learn.value_target!r}")
+    if cfg.search.head_draw not in HEAD_DRAWS:
+        problems.append(f"search.head_draw must be one of {', '.join(HEAD_DRAWS)}, got {cfg.search.head_draw!r}")
     if not 0.0 <= cfg.learn.lr_final <= 1.0:
         problems.append(f"learn.lr_final must lie in [0, 1] (a fraction of learn.lr), got {cfg.learn.lr_final}")
     for name, (low, high) in (("model.reward_range", cfg.model.reward_range),

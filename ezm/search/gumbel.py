@@ -51,6 +51,17 @@ def value_of(values: Tensor, draws: Tensor, heads: int) -> Tensor:
     return values.gather(1, chosen).amin(-1)
 
 
+def head_draws(keys: Tensor, cfg: SearchConfig, heads: int, dtype: torch.dtype) -> Tensor:
+    """[B, n + 1, V] uniforms that pick the value heads of the root (0) and of the node of each simulation.
+
+    head_draw "node" draws afresh for every node (the release); "search" draws once per root, so
+    every node of a tree takes the minimum over the same heads and candidates are compared on one
+    value function (see benchmarks/value_head_noise.py for how often the draw decides the best one).
+    """
+    nodes = cfg.simulations + 1 if cfg.head_draw == "node" else 1
+    return rng.uniform(keys, _HEADS, (nodes, heads), dtype).expand(-1, cfg.simulations + 1, -1)
+
+
 def sample_actions(mean: Tensor, std: Tensor, noise: Tensor, valid: Tensor) -> Tensor:
     """[B, C, A] clip(mean + std * noise, +-0.999), 0 on invalid dims; mean, std [B, 1 or C, A]."""
     actions = (mean + std * noise).clamp(-0.999, 0.999)  # [B, C, A]
@@ -59,7 +70,7 @@ def sample_actions(mean: Tensor, std: Tensor, noise: Tensor, valid: Tensor) -> T
 
 def _run(model: Any, task: Tensor, latent: Tensor, value: Tensor, logits: Tensor, candidates: Tensor,
          gumbel: Tensor, children: Callable[[Any, int], tuple[Tensor, Tensor]], child_width: int,
-         head_draws: Tensor, cfg: SearchConfig, discount: float, per_node_norm: bool) -> tuple[SearchOutput, Tree]:
+         draws: Tensor, cfg: SearchConfig, discount: float, per_node_norm: bool) -> tuple[SearchOutput, Tree]:
     """The simulation loop shared by both modes; `children(inference, sim)` -> (logits [B, C], actions [B, C, A]).
 
     One batched model call per simulation; the only host read is the depth of the deepest leaf
@@ -76,7 +87,7 @@ def _run(model: Any, task: Tensor, latent: Tensor, value: Tensor, logits: Tensor
         parent_latent = tree.latents[rows, selected.parent]  # [B, H]
         action = tree.actions[rows, selected.parent, selected.slot]  # [B, A]
         out = model.recurrent(parent_latent, action, task)
-        leaf_value = value_of(out.values, head_draws[:, sim + 1], cfg.value_min_heads)  # [B]
+        leaf_value = value_of(out.values, draws[:, sim + 1], cfg.value_min_heads)  # [B]
         child_logits, child_actions = children(out, sim)
         expand(tree, rows, selected, sim + 1, out.latent, out.reward, leaf_value, child_logits, child_actions)
         backup(tree, selected, leaf_value, discounts, not per_node_norm)
@@ -113,16 +124,16 @@ def search_with_tree(model: Any, root: Inference, task: Tensor, action_mask: Ten
     else:
         gumbel = torch.zeros(batch, k, dtype=dtype, device=device)  # [B, K]
     child_noise = rng.normal(keys, _CHILD_NOISE, (n, c, dims), dtype)  # [B, n, C, A]
-    head_draws = rng.uniform(keys, _HEADS, (n + 1, root.values.shape[1]), dtype)  # [B, n + 1, V]
+    draws = head_draws(keys, cfg, root.values.shape[1], dtype)  # [B, n + 1, V]
     uniform = torch.zeros(batch, c, dtype=dtype, device=device)  # [B, C] prior logits of sampled children
 
     def children(out: Inference, sim: int) -> tuple[Tensor, Tensor]:
         actions = sample_actions(out.mean[:, None], out.std[:, None], child_noise[:, sim], valid)
         return uniform, actions
 
-    value = value_of(root.values, head_draws[:, 0], cfg.value_min_heads)  # [B]
+    value = value_of(root.values, draws[:, 0], cfg.value_min_heads)  # [B]
     return _run(model, task, root.latent, value, torch.zeros(batch, k, dtype=dtype, device=device), candidates,
-                gumbel, children, c, head_draws, cfg, discount, per_node_norm=False)
+                gumbel, children, c, draws, cfg, discount, per_node_norm=False)
 
 
 def search_from_root(model: Any, root: Inference, task: Tensor, action_mask: Tensor, cfg: SearchConfig,
@@ -152,11 +163,11 @@ def search_discrete(model: Any, root: Any, candidates: Tensor, task: Tensor, gum
     """
     batch, width = root.logits.shape
     keys = rng.keys_from(generator, batch, root.latent.device) if keys is None else keys
-    head_draws = rng.uniform(keys, _HEADS, (cfg.simulations + 1, root.values.shape[1]), root.values.dtype)
+    draws = head_draws(keys, cfg, root.values.shape[1], root.values.dtype)  # [B, n + 1, V]
 
     def children(out: Any, sim: int) -> tuple[Tensor, Tensor]:
         return out.logits, candidates
 
-    value = value_of(root.values, head_draws[:, 0], cfg.value_min_heads)  # [B]
-    return _run(model, task, root.latent, value, root.logits, candidates, gumbel, children, width, head_draws,
+    value = value_of(root.values, draws[:, 0], cfg.value_min_heads)  # [B]
+    return _run(model, task, root.latent, value, root.logits, candidates, gumbel, children, width, draws,
                 cfg, discount, per_node_norm=True)[0]
