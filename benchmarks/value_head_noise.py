@@ -6,9 +6,10 @@ The search scores a root candidate a as q(a) = r + discount * v, where v is the 
 `search.value_min_heads` value heads drawn at random for every node (the release's rule). This
 script plays evaluation episodes (no noise) with a trained model; at every decision of every
 row it scores all K root candidates with one model call and compares the best candidate under
-the ensemble mean with the best under (a) `draws` independent random draws of the configured
-number of heads per candidate and (b) the minimum over all heads. A high "flip rate" for (a)
-means the choice among candidates is mostly decided by which heads were drawn.
+the ensemble mean with the best under (a) `draws` random draws of the configured number of heads
+(one per candidate, or one per root shared by all candidates with `search.head_draw=search`) and
+(b) the minimum over all heads. A high "flip rate" for (a) means the choice among candidates is
+mostly decided by which heads were drawn.
 
 Writes benchmarks/results/value_head_noise[_TAG].json: per task the flip rates, the mean spread
 of q over the candidates and the mean standard deviation of q across heads.
@@ -16,6 +17,7 @@ of q over the candidates and the mean standard deviation of q across heads.
 from __future__ import annotations
 
 import argparse
+import dataclasses
 import json
 import os
 from pathlib import Path
@@ -40,7 +42,9 @@ def candidate_statistics(model, root_obs: torch.Tensor, task: torch.Tensor, cand
     out = model.recurrent(latent, candidates.reshape(rows * k, dims), task.repeat_interleave(k))
     q = (out.reward[:, None] + cfg.discount * out.values).view(rows, k, -1)  # [E, K, V]
     best_mean = q.mean(-1).argmax(-1)  # [E]
-    uniforms = torch.rand(draws, rows * k, q.shape[-1], generator=generator)  # [D, E * K, V]
+    per_candidate = k if cfg.search.head_draw == "node" else 1
+    uniforms = torch.rand(draws, rows, per_candidate, q.shape[-1], generator=generator)  # [D, E, K or 1, V]
+    uniforms = uniforms.expand(-1, -1, k, -1).reshape(draws, rows * k, -1)  # [D, E * K, V]
     drawn = torch.stack([value_of(q.reshape(rows * k, -1), u, cfg.search.value_min_heads) for u in uniforms])
     best_drawn = drawn.view(draws, rows, k).argmax(-1)  # [D, E]
     return {
@@ -57,12 +61,16 @@ def main() -> None:
     parser.add_argument("--episodes", type=int, default=2, help="evaluation episodes per task")
     parser.add_argument("--draws", type=int, default=20, help="random head draws per decision")
     parser.add_argument("--seed", type=int, default=0)
+    parser.add_argument("--head-draw", choices=["node", "search"], default=None,
+                        help="score with this search.head_draw instead of the run's")
     parser.add_argument("--tag", default="", help="suffix of the output file")
     args = parser.parse_args()
     os.environ.setdefault("MUJOCO_GL", "egl")
     torch.set_num_threads(1)
 
     cfg, model, tasks, env_steps = load_for_eval(Path(args.path))
+    if args.head_draw:
+        cfg = config_lib.replace(cfg, search=dataclasses.replace(cfg.search, head_draw=args.head_draw))
     evaluator = Evaluator(tasks, cfg, args.episodes, seed=args.seed)
     generator = torch.Generator().manual_seed(args.seed)
     env, sums, decisions = evaluator.env, {}, 0
