@@ -27,25 +27,26 @@ import torch
 from _meta import REPO, meta
 
 from ezm import config as config_lib
-from ezm.search import search, value_of
+from ezm.model import Inference
+from ezm.search import search_from_root, value_of
 from ezm.workers.evaluate import Evaluator
 from ezm.workers.run import load_for_eval
 
 
 @torch.no_grad()
-def candidate_statistics(model, root_obs: torch.Tensor, task: torch.Tensor, candidates: torch.Tensor,
+def candidate_statistics(model, root: Inference, task: torch.Tensor, candidates: torch.Tensor,
                          cfg: config_lib.Config, draws: int, generator: torch.Generator) -> dict[str, torch.Tensor]:
     """Per row [E]: flip rates of the random-head and all-head minimum against the mean, q spread, head std."""
     rows, k, dims = candidates.shape
-    root = model.initial(root_obs, task)
     latent = root.latent.repeat_interleave(k, 0)  # [E * K, H]
     out = model.recurrent(latent, candidates.reshape(rows * k, dims), task.repeat_interleave(k))
     q = (out.reward[:, None] + cfg.discount * out.values).view(rows, k, -1)  # [E, K, V]
     best_mean = q.mean(-1).argmax(-1)  # [E]
     per_candidate = k if cfg.search.head_draw == "node" else 1
     uniforms = torch.rand(draws, rows, per_candidate, q.shape[-1], generator=generator)  # [D, E, K or 1, V]
-    uniforms = uniforms.expand(-1, -1, k, -1).reshape(draws, rows * k, -1)  # [D, E * K, V]
-    drawn = torch.stack([value_of(q.reshape(rows * k, -1), u, cfg.search.value_min_heads) for u in uniforms])
+    uniforms = uniforms.expand(-1, -1, k, -1).reshape(draws * rows * k, -1)  # [D * E * K, V]
+    repeated = q.reshape(1, rows * k, -1).expand(draws, -1, -1).reshape(draws * rows * k, -1)  # [D * E * K, V]
+    drawn = value_of(repeated, uniforms, cfg.search.value_min_heads)  # [D * E * K]
     best_drawn = drawn.view(draws, rows, k).argmax(-1)  # [D, E]
     return {
         "flip_random_heads": (best_drawn != best_mean).float().mean(0),  # [E]
@@ -67,6 +68,7 @@ def main() -> None:
     args = parser.parse_args()
     os.environ.setdefault("MUJOCO_GL", "egl")
     torch.set_num_threads(1)
+    torch.set_grad_enabled(False)  # inference only
 
     cfg, model, tasks, env_steps = load_for_eval(Path(args.path))
     if args.head_draw:
@@ -77,16 +79,18 @@ def main() -> None:
     obs = env.reset()
     running = np.ones(env.num_envs, dtype=bool)  # [E] first episode of the row not yet over
     while running.any():
-        o = torch.as_tensor(obs)
-        out = search(model, o, evaluator.task, evaluator.action_mask, cfg.search, cfg.discount, generator,
-                     add_noise=False)
-        stats = candidate_statistics(model, o, evaluator.task, out.candidates, cfg, args.draws, generator)
+        root = model.initial(torch.as_tensor(obs), evaluator.task)
+        out = search_from_root(model, root, evaluator.task, evaluator.action_mask, cfg.search, cfg.discount,
+                               generator, add_noise=False)
+        stats = candidate_statistics(model, root, evaluator.task, out.candidates, cfg, args.draws, generator)
         for name, value in stats.items():
             sums[name] = sums.get(name, 0) + value.numpy() * running
         decisions += running.astype(np.int64)
         result = env.step(out.action.numpy())
-        running &= ~(result.terminated | result.truncated)
-        obs = result.obs
+        done = result.terminated | result.truncated  # [E]
+        running &= ~done
+        # rows past their counted episode keep playing (the batch steps together), uncounted
+        obs = env.reset_rows(np.flatnonzero(done)) if done.any() else result.obs
     evaluator.close()
 
     per_row = {name: total / decisions for name, total in sums.items()}  # [E] per-decision means

@@ -21,11 +21,17 @@ def _small_config(tmp_path, **learn):
     return dataclasses.replace(cfg, learn=dataclasses.replace(cfg.learn, **learn))
 
 
-def _collect_and_sample(cfg, tmp_path, decisions):
-    """A trainer whose replay holds `decisions` batched steps, and one batch sampled from it."""
-    trainer = Trainer(cfg, tmp_path)
+def _collect(cfg, run_dir, decisions):
+    """A trainer whose replay holds `decisions` batched steps."""
+    trainer = Trainer(cfg, run_dir)
     for step in range(decisions):
         trainer.rollout.step(trainer.learner.model, trainer.replay, trainer.act_generator, step)
+    return trainer
+
+
+def _collect_and_sample(cfg, tmp_path, decisions):
+    """A trainer whose replay holds `decisions` batched steps, and one batch sampled from it."""
+    trainer = _collect(cfg, tmp_path, decisions)
     learn = cfg.learn
     return trainer, trainer.replay.sample(learn.batch_size, learn.unroll, learn.td_steps, trainer.sample_generator)
 
@@ -62,11 +68,9 @@ def test_rule_value_target_is_td_before_its_switch_and_the_search_value_after(tm
 
 def _support_warnings(cfg, run_dir, decisions):
     run_dir.mkdir()
-    trainer = Trainer(cfg, run_dir)
     with warnings.catch_warnings(record=True) as record:
         warnings.simplefilter("always")
-        for step in range(decisions):
-            trainer.rollout.step(trainer.learner.model, trainer.replay, trainer.act_generator, step)
+        _collect(cfg, run_dir, decisions)
     return [str(w.message) for w in record if "model.reward_range" in str(w.message)]
 
 

@@ -59,9 +59,11 @@ class Rollout:
 
     def _check_reward_support(self, reward: np.ndarray) -> None:
         """Warn once when a reward [E] lies outside the model's reward support (its loss clips it)."""
+        if self.reward_warned:
+            return
         low, high = self.cfg.model.reward_range
         outside = np.flatnonzero((reward < low) | (reward > high))
-        if self.reward_warned or not outside.size:
+        if not outside.size:
             return
         self.reward_warned = True
         row, repeat = int(outside[0]), self.cfg.env.action_repeat
