@@ -127,14 +127,17 @@ def quickstart() -> Config:
     base = dmc()
     return replace(
         base,
+        # a decision every 4 simulator steps sums up to 4 rewards: the supports widen with it
+        env=dataclasses.replace(base.env, action_repeat=4),
         model=dataclasses.replace(base.model, hidden=64, blocks=1, head_hidden=128,
                                   task_embedding_dim=16, action_embedding_dim=16,
-                                  projector_hidden=128, projector_out=64, predictor_hidden=128),
+                                  projector_hidden=128, projector_out=64, predictor_hidden=128,
+                                  reward_range=(-4.0, 4.0), value_range=(-400.0, 400.0)),
         search=dataclasses.replace(base.search, simulations=8, root_actions=8, root_policy_samples=2),
         # pure TD targets ("rule" before its switch), a cheap reanalyze and a faster target copy
         # learn more in a few thousand updates than the paper's mixed target (benchmarks/results)
         learn=dataclasses.replace(base.learn, batch_size=128, reanalyze_simulations=4, warmup_steps=1_000,
-                                  value_target="rule", target_update_interval=100),
+                                  value_target="rule", target_update_interval=100, replay_ratio=0.5),
         train=dataclasses.replace(base.train, env_steps_per_task=10_000, eval_interval=5_000,
                                   checkpoint_interval=5_000),
     )

@@ -76,11 +76,11 @@ def _support_warnings(cfg, run_dir, decisions):
 
 def test_a_reward_outside_the_support_warns_once_naming_task_and_action_repeat(tmp_path):
     cfg = _small_config(tmp_path)
-    assert _support_warnings(cfg, tmp_path / "fits", decisions=5) == []  # cartpole at action repeat 2 fits [-2, 2]
+    assert _support_warnings(cfg, tmp_path / "fits", decisions=5) == []  # cartpole at action repeat 4 fits [-4, 4]
     narrow = dataclasses.replace(cfg, model=dataclasses.replace(cfg.model, reward_range=(-0.5, 0.5)))
     messages = _support_warnings(narrow, tmp_path / "narrow", decisions=5)
     assert len(messages) == 1
-    assert messages[0].startswith("cartpole-") and "[-0.5, 0.5]" in messages[0] and "action_repeat=2" in messages[0]
+    assert messages[0].startswith("cartpole-") and "[-0.5, 0.5]" in messages[0] and "action_repeat=4" in messages[0]
 
 
 def test_learning_rate_decays_on_a_half_cosine_to_its_final_fraction(tmp_path):
