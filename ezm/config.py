@@ -306,10 +306,10 @@ HEAD_DRAWS = ("node", "search")
 def validate(cfg: Config) -> Config:
     """Refuse field values that no run can use, naming every offending field; returns cfg."""
     problems = []
-    if cfg.learn.value_target not in VALUE_TARGETS:
-        problems.append(f"learn.value_target must be one of {', '.join(VALUE_TARGETS)}, got {cfg.learn.value_target!r}")
-    if cfg.search.head_draw not in HEAD_DRAWS:
-        problems.append(f"search.head_draw must be one of {', '.join(HEAD_DRAWS)}, got {cfg.search.head_draw!r}")
+    for name, value, choices in (("learn.value_target", cfg.learn.value_target, VALUE_TARGETS),
+                                 ("search.head_draw", cfg.search.head_draw, HEAD_DRAWS)):
+        if value not in choices:
+            problems.append(f"{name} must be one of {', '.join(choices)}, got {value!r}")
     if not 0.0 <= cfg.learn.lr_final <= 1.0:
         problems.append(f"learn.lr_final must lie in [0, 1] (a fraction of learn.lr), got {cfg.learn.lr_final}")
     for name, (low, high) in (("model.reward_range", cfg.model.reward_range),
