@@ -75,22 +75,19 @@ def main() -> None:
         cfg = config_lib.replace(cfg, search=dataclasses.replace(cfg.search, head_draw=args.head_draw))
     evaluator = Evaluator(tasks, cfg, args.episodes, seed=args.seed)
     generator = torch.Generator().manual_seed(args.seed)
-    env, sums, decisions = evaluator.env, {}, 0
-    obs = env.reset()
-    running = np.ones(env.num_envs, dtype=bool)  # [E] first episode of the row not yet over
-    while running.any():
-        root = model.initial(torch.as_tensor(obs), evaluator.task)
+    sums, decisions = {}, np.zeros(evaluator.env.num_envs, np.int64)  # per row [E]
+
+    def act(obs: torch.Tensor, counted: np.ndarray) -> torch.Tensor:
+        root = model.initial(obs, evaluator.task)
         out = search_from_root(model, root, evaluator.task, evaluator.action_mask, cfg.search, cfg.discount,
                                generator, add_noise=False)
         stats = candidate_statistics(model, root, evaluator.task, out.candidates, cfg, args.draws, generator)
         for name, value in stats.items():
-            sums[name] = sums.get(name, 0) + value.numpy() * running
-        decisions += running.astype(np.int64)
-        result = env.step(out.action.numpy())
-        done = result.terminated | result.truncated  # [E]
-        running &= ~done
-        # rows past their counted episode keep playing (the batch steps together), uncounted
-        obs = env.reset_rows(np.flatnonzero(done)) if done.any() else result.obs
+            sums[name] = sums.get(name, 0) + value.numpy() * counted
+        decisions[:] += counted
+        return out.action
+
+    evaluator.run(model, generator, env_steps, act=act)
     evaluator.close()
 
     per_row = {name: total / decisions for name, total in sums.items()}  # [E] per-decision means

@@ -23,3 +23,20 @@ def test_tasks_with_different_episode_lengths_are_each_counted_once():
     rows = result.rows()
     assert rows[1]["normalized_score"] == rows[1]["return"] / 1000
     assert "Pendulum-v1" in result.table() and result.env_steps == 7
+
+
+def test_a_custom_actor_plays_every_row_and_sees_which_rows_count():
+    cfg = C.build("quickstart")  # action repeat 4: 50 decisions a Pendulum episode, 250 a cartpole one
+    tasks = resolve("Pendulum-v1,cartpole-balance")
+    evaluator = Evaluator(tasks, cfg, episodes=2, seed=0)
+    counted_decisions = torch.zeros(evaluator.env.num_envs, dtype=torch.long)
+
+    def act(obs, counted):
+        assert obs.shape == (4, evaluator.env.obs_size)
+        counted_decisions.add_(torch.as_tensor(counted))
+        return torch.zeros(4, evaluator.env.action_size)
+
+    result = evaluator.run(model=torch.nn.Linear(1, 1), generator=torch.Generator(), act=act)
+    evaluator.close()
+    assert counted_decisions.tolist() == [50, 50, 250, 250]
+    assert all(0 < r <= 1000 for r in result.returns[1])  # the search (which a Linear cannot serve) never ran

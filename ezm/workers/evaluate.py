@@ -3,6 +3,7 @@ from __future__ import annotations
 
 from dataclasses import dataclass
 from pathlib import Path
+from typing import Callable
 
 import numpy as np
 import torch
@@ -41,6 +42,9 @@ class EvalResult:
         return "\n".join(lines)
 
 
+Act = Callable[[torch.Tensor, np.ndarray], torch.Tensor]  # (obs [E, O], counted [E] bool) -> action [E, A]
+
+
 class Evaluator:
     """Holds one evaluation environment: `episodes` copies of every task, one episode each."""
 
@@ -53,15 +57,21 @@ class Evaluator:
         self.action_mask = torch.as_tensor(self.env.action_mask, device=self.device)  # [E, A]
 
     @torch.no_grad()
-    def run(self, model: WorldModel, generator: torch.Generator, env_steps: int = 0) -> EvalResult:
+    def run(self, model: WorldModel, generator: torch.Generator, env_steps: int = 0,
+            act: Act | None = None) -> EvalResult:
+        """One episode in every row, acting by the search without noise, or by `act` if given
+        (which also learns which rows still count, e.g. to gather statistics over them)."""
         model.eval()
+        if act is None:
+            def act(obs: torch.Tensor, counted: np.ndarray) -> torch.Tensor:
+                return search(model, obs, self.task, self.action_mask, self.cfg.search, self.cfg.discount,
+                              generator, add_noise=False).action
         obs = self.env.reset()
         total = np.zeros(self.env.num_envs)  # [E]
         running = np.ones(self.env.num_envs, dtype=bool)  # [E] episode not yet over
         while running.any():
-            out = search(model, torch.as_tensor(obs, device=self.device), self.task, self.action_mask,
-                         self.cfg.search, self.cfg.discount, generator, add_noise=False)
-            result = self.env.step(out.action.cpu().numpy())
+            action = act(torch.as_tensor(obs, device=self.device), running)
+            result = self.env.step(action.cpu().numpy())
             total += result.reward * running
             done = result.terminated | result.truncated  # [E]
             running &= ~done
