@@ -1,4 +1,5 @@
 """Evaluation: every task's episodes are counted once, whatever their lengths."""
+import pytest
 import torch
 
 from ezm import config as C
@@ -25,18 +26,25 @@ def test_tasks_with_different_episode_lengths_are_each_counted_once():
     assert "Pendulum-v1" in result.table() and result.env_steps == 7
 
 
-def test_a_custom_actor_plays_every_row_and_sees_which_rows_count():
+def test_a_custom_actor_and_observer_see_every_step_and_which_rows_count():
     cfg = C.build("quickstart")  # action repeat 4: 50 decisions a Pendulum episode, 250 a cartpole one
     tasks = resolve("Pendulum-v1,cartpole-balance")
     evaluator = Evaluator(tasks, cfg, episodes=2, seed=0)
     counted_decisions = torch.zeros(evaluator.env.num_envs, dtype=torch.long)
+    seen = []  # (rewards, counted) of every step
 
     def act(obs, counted):
         assert obs.shape == (4, evaluator.env.obs_size)
         counted_decisions.add_(torch.as_tensor(counted))
         return torch.zeros(4, evaluator.env.action_size)
 
-    result = evaluator.run(model=torch.nn.Linear(1, 1), generator=torch.Generator(), act=act)
+    def observe(result, counted):
+        seen.append((result.reward, counted))
+
+    result = evaluator.run(model=torch.nn.Linear(1, 1), generator=torch.Generator(), act=act, observe=observe)
     evaluator.close()
     assert counted_decisions.tolist() == [50, 50, 250, 250]
     assert all(0 < r <= 1000 for r in result.returns[1])  # the search (which a Linear cannot serve) never ran
+    observed = sum(reward * counted for reward, counted in seen)  # [E]
+    assert observed.tolist() == pytest.approx([r for task in result.returns for r in task])
+    assert len(seen) == 250 and seen[0][1] is not seen[1][1]  # a fresh mask every step, not one mutated array

@@ -11,7 +11,7 @@ import torch
 from ezm.config import Config
 from ezm.model import WorldModel
 from ezm.search import search
-from ezm.tasks.multitask_env import MultiTaskEnv
+from ezm.tasks.multitask_env import MultiTaskEnv, StepResult
 from ezm.tasks.task import Task
 
 
@@ -43,6 +43,7 @@ class EvalResult:
 
 
 Act = Callable[[torch.Tensor, np.ndarray], torch.Tensor]  # (obs [E, O], counted [E] bool) -> action [E, A]
+Observe = Callable[[StepResult, np.ndarray], None]  # (the step's result, counted [E] bool)
 
 
 class Evaluator:
@@ -58,9 +59,10 @@ class Evaluator:
 
     @torch.no_grad()
     def run(self, model: WorldModel, generator: torch.Generator, env_steps: int = 0,
-            act: Act | None = None) -> EvalResult:
-        """One episode in every row, acting by the search without noise, or by `act` if given
-        (which also learns which rows still count, e.g. to gather statistics over them)."""
+            act: Act | None = None, observe: Observe | None = None) -> EvalResult:
+        """One episode in every row, acting by the search without noise, or by `act` if given;
+        `observe` sees every step's result. Both learn which rows the step counts for (rows
+        whose episode has ended keep stepping, uncounted), e.g. to gather statistics."""
         model.eval()
         if act is None:
             def act(obs: torch.Tensor, counted: np.ndarray) -> torch.Tensor:
@@ -70,9 +72,11 @@ class Evaluator:
         total = np.zeros(self.env.num_envs)  # [E]
         running = np.ones(self.env.num_envs, dtype=bool)  # [E] episode not yet over
         while running.any():
-            action = act(torch.as_tensor(obs, device=self.device), running)
+            action = act(torch.as_tensor(obs, device=self.device), running.copy())
             result = self.env.step(action.cpu().numpy())
             total += result.reward * running
+            if observe is not None:
+                observe(result, running.copy())
             done = result.terminated | result.truncated  # [E]
             running &= ~done
             # rows past their counted episode keep playing (the batch steps together), uncounted
