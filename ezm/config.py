@@ -83,6 +83,7 @@ class LearnConfig:
     reward_coef: float = 1.0  # weight of the reward cross-entropy
     value_coef: float = 0.5  # weight of the value cross-entropy (every ensemble head)
     policy_coef: float = 1.0  # weight of the policy loss
+    policy_target: str = "action"  # "action": MLE of the searched action; "release": CE with the improved policy on 1-D tasks
     consistency_coef: float = 5.0  # weight of the SimSiam temporal consistency loss
     path_coef: float = 0.5  # weight of the path consistency loss
     entropy_coef: float = 5e-3  # weight of the policy entropy bonus
@@ -300,6 +301,7 @@ def build(preset_name: str = "dmc", config_file: str | Path | None = None,
 
 
 VALUE_TARGETS = ("mixed", "rule", "td")
+POLICY_TARGETS = ("action", "release")
 HEAD_DRAWS = ("node", "search")
 
 
@@ -307,6 +309,7 @@ def validate(cfg: Config) -> Config:
     """Refuse field values that no run can use, naming every offending field; returns cfg."""
     problems = []
     for name, value, choices in (("learn.value_target", cfg.learn.value_target, VALUE_TARGETS),
+                                 ("learn.policy_target", cfg.learn.policy_target, POLICY_TARGETS),
                                  ("search.head_draw", cfg.search.head_draw, HEAD_DRAWS)):
         if value not in choices:
             problems.append(f"{name} must be one of {', '.join(choices)}, got {value!r}")

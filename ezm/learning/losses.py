@@ -44,18 +44,20 @@ def _masked_mean(x: torch.Tensor, mask: torch.Tensor) -> torch.Tensor:
 
 
 def _policy_loss(mean: torch.Tensor, std: torch.Tensor, targets: Targets, mask: torch.Tensor,
-                 one_dim: torch.Tensor) -> torch.Tensor:
-    """[B, P]: -log p(searched action); for 1-D tasks CE with the improved policy."""
+                 improved: torch.Tensor | None) -> torch.Tensor:
+    """[B, P]: -log p(searched action); CE with the improved policy on the rows `improved` [B] if given."""
     b, p, a = mean.shape
     k = targets.candidates.shape[2]
     mle = -log_prob(mean.reshape(b * p, a), std.reshape(b * p, a), targets.action.reshape(b * p, a),
                     mask.repeat_interleave(p, 0)).view(b, p)
+    if improved is None:
+        return mle
     cand_logp = log_prob(mean[:, :, None].expand(b, p, k, a).reshape(-1, a),
                          std[:, :, None].expand(b, p, k, a).reshape(-1, a),
                          targets.candidates.reshape(-1, a),
                          mask.repeat_interleave(p * k, 0)).view(b, p, k)
     full_ce = -(targets.improved_policy * cand_logp).sum(-1)  # [B, P]
-    return torch.where(one_dim[:, None], full_ce, mle)
+    return torch.where(improved[:, None], full_ce, mle)
 
 
 def compute_losses(model: WorldModel, batch: Batch, targets: Targets, cfg: Config,
@@ -65,7 +67,8 @@ def compute_losses(model: WorldModel, batch: Batch, targets: Targets, cfg: Confi
     b = batch.obs.shape[0]
     task = batch.task  # [B]
     action_mask = model.task_action_mask[task]  # [B, A]
-    one_dim = action_mask.sum(-1) == 1  # [B]
+    # the release's CE with the improved policy, for 1-D tasks only (see LearnConfig.policy_target)
+    improved = action_mask.sum(-1) == 1 if learn.policy_target == "release" else None  # [B]
 
     pred = model.initial_logits(batch.obs[:, 0], task)
     latents, value_logits, means, stds, reward_logits = [pred.latent], [pred.value_logits], [pred.mean], [pred.std], []
@@ -87,7 +90,7 @@ def compute_losses(model: WorldModel, batch: Batch, targets: Targets, cfg: Confi
     value_ce = _cross_entropy(value_logits_t, value_target[:, :, None]).mean(-1)  # [B, P]
     reward_target = reward_support.two_hot(batch.reward[:, :unroll])  # [B, U, bins]
     reward_ce = _cross_entropy(reward_logits_t, reward_target)  # [B, U]
-    policy = _policy_loss(mean, std, targets, action_mask, one_dim)  # [B, P]
+    policy = _policy_loss(mean, std, targets, action_mask, improved)  # [B, P]
     ent = entropy(std.reshape(-1, std.shape[-1]), action_mask.repeat_interleave(unroll + 1, 0)).view(b, -1)
 
     with torch.no_grad():
