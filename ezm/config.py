@@ -8,6 +8,7 @@ from __future__ import annotations
 
 import dataclasses
 import difflib
+import math
 import typing
 from dataclasses import dataclass, field
 from pathlib import Path
@@ -37,6 +38,7 @@ class ModelConfig:
     value_heads: int = 5  # value ensemble size (heads over one shared trunk)
     dropout: float = 0.0  # dropout in the value heads
     policy_init_std: float = 0.5  # std of the untrained policy (wide, so that early search explores)
+    policy_log_std_min: float = -10.0  # lowest policy log-std (release -10; log(0.1) = -2.3 floors the std at 0.1)
     projector_hidden: int = 256  # hidden width of the SimSiam projector
     projector_out: int = 128  # output width of the projector (and of the predictor)
     predictor_hidden: int = 256  # hidden width of the SimSiam predictor
@@ -313,6 +315,9 @@ def validate(cfg: Config) -> Config:
                                  ("search.head_draw", cfg.search.head_draw, HEAD_DRAWS)):
         if value not in choices:
             problems.append(f"{name} must be one of {', '.join(choices)}, got {value!r}")
+    if not -10.0 <= cfg.model.policy_log_std_min < math.log(cfg.model.policy_init_std) < 2.0:
+        problems.append(f"model.policy_log_std_min must lie in [-10, log(model.policy_init_std)) and "
+                        f"policy_init_std below e^2, got {cfg.model.policy_log_std_min} and {cfg.model.policy_init_std}")
     if not 0.0 <= cfg.learn.lr_final <= 1.0:
         problems.append(f"learn.lr_final must lie in [0, 1] (a fraction of learn.lr), got {cfg.learn.lr_final}")
     for name, (low, high) in (("model.reward_range", cfg.model.reward_range),

@@ -1,6 +1,7 @@
-"""Learning works: the full update (reanalyze, losses, optimiser) fits a fixed batch, and the
-rule-based value target switches from TD to the search value as configured; a reward the
-model's support cannot hold is reported."""
+"""Learning works: the full update (reanalyze, losses, optimiser) fits a fixed batch, the
+policy target narrows the policy onto the searched action, and the rule-based value target
+switches from TD to the search value as configured; a reward the model's support cannot hold
+is reported."""
 import dataclasses
 import warnings
 
@@ -9,7 +10,8 @@ import torch
 
 from ezm import config as C
 from ezm.learning.learner import learning_rate
-from ezm.learning.targets import reanalyze
+from ezm.learning.losses import _policy_loss
+from ezm.learning.targets import Targets, reanalyze
 from ezm.workers.trainer import Trainer
 
 
@@ -46,6 +48,35 @@ def test_fitting_a_fixed_batch_drives_reward_and_value_losses_down(tmp_path):
         first = first or metrics
     assert metrics["loss/reward"] < first["loss/reward"] / 4
     assert metrics["loss/value"] < first["loss/value"] / 4
+
+
+def test_policy_target_action_narrows_a_1d_policy_that_the_release_target_keeps_wide(tmp_path):
+    """Fitting one batch: the searched action is one point per state, so its MLE shrinks the std;
+    the release's improved policy spreads mass over (widened) candidates and holds the std up."""
+    entropies = {}
+    for target in ("action", "release"):
+        cfg = _small_config(tmp_path / target, target_update_interval=10_000, lr=3e-3, policy_target=target)
+        (tmp_path / target).mkdir()
+        trainer, batch = _collect_and_sample(cfg, tmp_path / target, decisions=30)
+        for _ in range(120):
+            metrics, _ = trainer.learner.update(batch, torch.Generator().manual_seed(0), env_step=0)
+        entropies[target] = float(metrics["loss/entropy"])  # cartpole: one action dim, log std + 1.42
+    assert entropies["action"] < entropies["release"] - 0.7  # std at least twice as narrow
+
+
+def test_policy_loss_is_the_searched_action_mle_or_the_improved_policy_ce():
+    b, p, k = 3, 2, 4
+    mean, std = torch.rand(b, p, 1) - 0.5, torch.rand(b, p, 1) + 0.1
+    candidates = torch.rand(b, p, k, 1) * 2 - 1
+    improved = torch.softmax(torch.randn(b, p, k), -1)
+    targets = Targets(*(None,) * 3, candidates, improved, candidates[:, :, 0], *(None,) * 3)
+    normal = torch.distributions.Normal(mean, std)
+    mle = -normal.log_prob(targets.action).squeeze(-1)  # [B, P]
+    ce = -(improved * normal.log_prob(candidates.squeeze(-1))).sum(-1)  # [B, P]
+    mask = torch.ones(b, 1)
+    torch.testing.assert_close(_policy_loss(mean, std, targets, mask, None), mle)
+    rows = torch.tensor([True, False, True])
+    torch.testing.assert_close(_policy_loss(mean, std, targets, mask, rows), torch.where(rows[:, None], ce, mle))
 
 
 def test_rule_value_target_is_td_before_its_switch_and_the_search_value_after(tmp_path):
