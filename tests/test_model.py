@@ -7,7 +7,7 @@ from torch.nn import functional as F
 
 from ezm.config import paper, quickstart
 from ezm.model import Support, WorldModel, count_parameters
-from ezm.model.policy import LOG_STD_MIN, entropy, log_prob
+from ezm.model.policy import LOG_STD_MAX, LOG_STD_MIN, entropy, gaussian, log_prob, raw_log_std
 from ezm.model.support import h, h_inverse
 
 OBS, ACT, TASKS = 10, 4, 3
@@ -173,6 +173,24 @@ def test_gradients_flow_through_the_unroll():
         assert any(g is not None and g.abs().sum() > 0 for g in grads), name
     first_layer = model.representation.input.weight.grad
     assert torch.isfinite(first_layer).all() and first_layer.abs().sum() > 0
+
+
+def test_policy_std_floor_holds_for_any_head_output_and_spares_masked_dims():
+    raw = torch.cat([torch.zeros(3, 4), torch.tensor([-1e4, -3.0, 0.0, 1e4]).expand(3, 4)], dim=1)  # [3, 2A]
+    mean, std = gaussian(raw, MASK, log_std_min=math.log(0.1))
+    valid = MASK.bool()
+    assert std[valid].min() == pytest.approx(0.1) and std[valid].max() == pytest.approx(math.exp(LOG_STD_MAX))
+    assert torch.allclose(std[~valid], torch.tensor(math.exp(LOG_STD_MIN)))  # masked dims stay at the narrowest
+    _, release_std = gaussian(raw, MASK)
+    assert release_std[valid].min() == pytest.approx(math.exp(LOG_STD_MIN))
+    for floor in (LOG_STD_MIN, math.log(0.1)):  # the head's initial bias gives policy_init_std under either range
+        start = torch.full((1, 8), raw_log_std(0.5, floor))
+        torch.testing.assert_close(gaussian(start, torch.ones(1, 4), floor)[1], torch.full((1, 4), 0.5))
+    floored = small_model(policy_log_std_min=math.log(0.1)).eval()
+    with torch.no_grad():
+        floored.value_policy.policy_head[-1].bias[ACT:] = -1e4  # a head that asks for std 0
+    obs, task, _ = inputs()
+    assert float(floored.initial(obs, task).std[MASK[task].bool()].min()) == pytest.approx(0.1)
 
 
 def test_policy_log_prob_and_entropy_sum_valid_dims():
