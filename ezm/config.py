@@ -78,6 +78,7 @@ class LearnConfig:
     batch_size: int = 256  # sequences per update, B / |T| from every task
     unroll: int = 5  # K unroll steps of the dynamics in the loss
     td_steps: int = 5  # n of the n-step TD value target
+    td_bootstrap: str = "search"  # TD bootstrap value: "search" = min over search.value_min_heads random heads (release), "mean" = ensemble mean
     lr: float = 3e-4  # Adam learning rate
     lr_final: float = 1.0  # lr at the last env step, as a fraction of lr: half-cosine decay (1 = constant)
     weight_decay: float = 2e-5  # Adam weight decay
@@ -304,6 +305,7 @@ def build(preset_name: str = "dmc", config_file: str | Path | None = None,
 
 VALUE_TARGETS = ("mixed", "rule", "td")
 POLICY_TARGETS = ("action", "release")
+TD_BOOTSTRAPS = ("search", "mean")
 HEAD_DRAWS = ("node", "search")
 
 
@@ -312,6 +314,7 @@ def validate(cfg: Config) -> Config:
     problems = []
     for name, value, choices in (("learn.value_target", cfg.learn.value_target, VALUE_TARGETS),
                                  ("learn.policy_target", cfg.learn.policy_target, POLICY_TARGETS),
+                                 ("learn.td_bootstrap", cfg.learn.td_bootstrap, TD_BOOTSTRAPS),
                                  ("search.head_draw", cfg.search.head_draw, HEAD_DRAWS)):
         if value not in choices:
             problems.append(f"{name} must be one of {', '.join(choices)}, got {value!r}")

@@ -53,6 +53,7 @@ def test_round_trip_through_yaml(tmp_path):
     ("learn.lr_final=1.5", "learn.lr_final must lie in"),
     ("search.head_draw=tree", "search.head_draw must be one of node, search"),
     ("model.policy_log_std_min=0", "model.policy_log_std_min must lie in"),
+    ("learn.td_bootstrap=max", "learn.td_bootstrap must be one of search, mean"),
     ("learn.policy_target=improved", "learn.policy_target must be one of action, release"),
     ("model.value_range=[5,-5]", "model.value_range must be"),
 ])

@@ -113,8 +113,11 @@ def reanalyze(target_model: WorldModel, batch: Batch, cfg: Config, variance_rang
     task_rows = batch.task[:, None].expand(b, s).reshape(-1)  # [B*S]
     root = target_model.initial(obs.reshape(b * s, o), task_rows)  # Inference over [B*S]
     values = root.values.view(b, s, -1)  # [B, S, V]
-    draws = torch.rand(b * s, values.shape[-1], generator=generator, device=generator.device)  # [B*S, V]
-    bootstrap = value_of(values.reshape(b * s, -1), draws.to(obs.device), cfg.search.value_min_heads).view(b, s)
+    if cfg.learn.td_bootstrap == "mean":  # unbiased: the TD target takes no max, so needs no pessimism
+        bootstrap = values.mean(-1)  # [B, S]
+    else:  # the release: the search's minimum over randomly drawn heads, whose bias compounds with every backup
+        draws = torch.rand(b * s, values.shape[-1], generator=generator, device=generator.device)  # [B*S, V]
+        bootstrap = value_of(values.reshape(b * s, -1), draws.to(obs.device), cfg.search.value_min_heads).view(b, s)
     td = td_targets(batch.reward, batch.terminal, batch.valid, batch.last, bootstrap,
                     unroll, n, cfg.discount)  # [B, U+1]
 
