@@ -10,6 +10,7 @@ import pytest
 
 from ezm import config as C
 from ezm.learning.checkpoint import CheckpointError
+from ezm.workers.run import new_run_dir
 from ezm.workers.trainer import Trainer, resume
 
 SMALL = ["--suite", "cartpole-balance", "--preset", "quickstart", "env.copies_per_task=2",
@@ -95,3 +96,10 @@ def test_resume_refuses_a_checkpoint_of_another_config(tmp_path):
 def test_resume_of_a_directory_without_a_run_is_a_clean_error(tmp_path):
     with pytest.raises(CheckpointError, match="not an ezm run directory"):
         resume(tmp_path)
+
+
+def test_runs_started_together_get_separate_directories(tmp_path):
+    cfg = C.build("quickstart", overrides=[f"train.run_dir={tmp_path}"])
+    dirs = [new_run_dir(cfg) for _ in range(3)]  # within a second or two: one name stem
+    assert len(set(dirs)) == 3
+    assert all((d / "config.yaml").exists() for d in dirs)

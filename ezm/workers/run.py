@@ -1,6 +1,7 @@
 """Run directories: where a run's config, checkpoints and logs live, and how to reopen them."""
 from __future__ import annotations
 
+import itertools
 import time
 from pathlib import Path
 
@@ -19,12 +20,14 @@ CHECKPOINT_FILE = "checkpoint.pt"
 
 def new_run_dir(cfg: config_lib.Config) -> Path:
     name = cfg.env.suite.replace(",", "+")[:60]
-    run_dir = Path(cfg.train.run_dir) / f"{name}-s{cfg.seed}-{time.strftime('%Y%m%d-%H%M%S')}"
-    suffix = 1
-    while run_dir.exists():
-        run_dir = run_dir.with_name(f"{run_dir.name}-{suffix}")
-        suffix += 1
-    run_dir.mkdir(parents=True)
+    base = Path(cfg.train.run_dir) / f"{name}-s{cfg.seed}-{time.strftime('%Y%m%d-%H%M%S')}"
+    for suffix in itertools.count():  # mkdir claims the name: runs started in the same second never share one
+        run_dir = base.with_name(f"{base.name}-{suffix}") if suffix else base
+        try:
+            run_dir.mkdir(parents=True)
+            break
+        except FileExistsError:
+            continue
     config_lib.save(cfg, run_dir / CONFIG_FILE)
     return run_dir
 
