@@ -11,7 +11,7 @@ import torch
 from ezm import config as C
 from ezm.learning.learner import learning_rate
 from ezm.learning.losses import _policy_loss
-from ezm.learning.targets import Targets, reanalyze
+from ezm.learning.targets import Targets, reanalyze, td_targets
 from ezm.workers.trainer import Trainer
 
 
@@ -77,6 +77,21 @@ def test_policy_loss_is_the_searched_action_mle_or_the_improved_policy_ce():
     torch.testing.assert_close(_policy_loss(mean, std, targets, mask, None), mle)
     rows = torch.tensor([True, False, True])
     torch.testing.assert_close(_policy_loss(mean, std, targets, mask, rows), torch.where(rows[:, None], ce, mle))
+
+
+def test_td_bootstrap_mean_uses_the_ensemble_mean_and_never_lies_below_the_all_heads_minimum(tmp_path):
+    cfg = _small_config(tmp_path, value_target="td", td_bootstrap="mean")
+    trainer, batch = _collect_and_sample(cfg, tmp_path, decisions=30)
+    model, ranges = trainer.learner.target_model, trainer.learner.variance_range
+    mean = reanalyze(model, batch, cfg, ranges, torch.Generator().manual_seed(0), 0, 0)
+    heads = model.initial(batch.obs.flatten(0, 1), batch.task.repeat_interleave(batch.obs.shape[1])).values
+    expected = td_targets(batch.reward, batch.terminal, batch.valid, batch.last,
+                          heads.mean(-1).view(batch.obs.shape[:2]), cfg.learn.unroll, cfg.learn.td_steps, cfg.discount)
+    torch.testing.assert_close(mean.td_value, expected)
+    release = dataclasses.replace(cfg, learn=dataclasses.replace(cfg.learn, td_bootstrap="search"),
+                                  search=dataclasses.replace(cfg.search, value_min_heads=cfg.model.value_heads))
+    search = reanalyze(model, batch, release, ranges, torch.Generator().manual_seed(0), 0, 0)
+    assert bool((mean.td_value >= search.td_value - 1e-5).all()) and bool((mean.td_value > search.td_value).any())
 
 
 def test_rule_value_target_is_td_before_its_switch_and_the_search_value_after(tmp_path):
