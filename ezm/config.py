@@ -86,7 +86,7 @@ class LearnConfig:
     reward_coef: float = 1.0  # weight of the reward cross-entropy
     value_coef: float = 0.5  # weight of the value cross-entropy (every ensemble head)
     policy_coef: float = 1.0  # weight of the policy loss
-    policy_target: str = "action"  # "action": MLE of the searched action; "release": CE with the improved policy on 1-D tasks
+    policy_target: str = "release"  # "release": MLE of the searched action, CE with the improved policy on 1-D tasks; "action": MLE everywhere
     consistency_coef: float = 5.0  # weight of the SimSiam temporal consistency loss
     path_coef: float = 0.5  # weight of the path consistency loss
     entropy_coef: float = 5e-3  # weight of the policy entropy bonus
