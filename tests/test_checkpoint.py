@@ -155,3 +155,17 @@ def test_rng_state_round_trip_through_a_checkpoint(tmp_path):
     other_torch = torch.Generator().manual_seed(99)
     set_rng_state(load_checkpoint(path, config())["rng"], other, {"replay": other_torch})
     assert draws(other, other_torch) == first
+
+
+def test_a_checkpoint_from_before_a_field_existed_matches_that_fields_default(tmp_path):
+    path = tmp_path / "latest.pt"
+    old = config()
+    del old["learn"]["td_bootstrap"]  # written by a version without the field
+    save_checkpoint(path, state(), old)
+    assert load_checkpoint(path, config(), defaults=config())["step"] == 7
+    run = config()
+    run["learn"]["td_bootstrap"] = "mean"  # not what that version did
+    with pytest.raises(CheckpointError, match="learn.td_bootstrap: checkpoint 'search', run 'mean'"):
+        load_checkpoint(path, run, defaults=config())
+    with pytest.raises(CheckpointError, match="learn.td_bootstrap: checkpoint '\\(absent\\)'"):
+        load_checkpoint(path, config())  # without defaults an absent key differs

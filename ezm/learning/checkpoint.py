@@ -69,13 +69,15 @@ def save_checkpoint(path: str | Path, state: dict, config: dict) -> None:
 
 
 def load_checkpoint(path: str | Path, config: dict | None = None,
-                    ignore: Iterable[str] = ()) -> dict:
+                    ignore: Iterable[str] = (), defaults: dict | None = None) -> dict:
     """The state saved at `path`. With `config`, the checkpoint's config must equal it except
-    for keys under the dotted prefixes in `ignore` (e.g. "train.env_steps_per_task")."""
+    for keys under the dotted prefixes in `ignore` (e.g. "train.env_steps_per_task"). A key the
+    checkpoint lacks (a field added after it was written) counts at its value in `defaults`."""
     path = Path(path)
     header, payload = _read(path)
     if config is not None:
-        _compare(path, header["config"], _plain_json(config), tuple(ignore))
+        saved = {**_flatten(_plain_json(defaults or {})), **_flatten(header["config"])}
+        _compare(path, saved, _flatten(_plain_json(config)), tuple(ignore))
     try:
         return torch.load(io.BytesIO(payload), weights_only=True, map_location="cpu")
     except Exception as err:  # whatever the unpickler refuses or fails on, the file is unusable
@@ -146,7 +148,7 @@ def _flatten(tree: dict, prefix: str = "") -> dict[str, Any]:
 
 
 def _compare(path: Path, saved: dict, run: dict, ignore: tuple[str, ...]) -> None:
-    saved, run = _flatten(saved), _flatten(run)
+    """Refuse when the flat configs `saved` and `run` differ outside `ignore`, naming the keys."""
     missing = object()
     differ = [key for key in [*run, *(k for k in saved if k not in run)]
               if saved.get(key, missing) != run.get(key, missing)

@@ -76,7 +76,8 @@ class Trainer:
         save_checkpoint(self.run_dir / CHECKPOINT_FILE, self.state_dict(), config_lib.to_dict(self.cfg))
 
     def load(self) -> None:
-        state = load_checkpoint(self.run_dir / CHECKPOINT_FILE, config_lib.to_dict(self.cfg))
+        state = load_checkpoint(self.run_dir / CHECKPOINT_FILE, config_lib.to_dict(self.cfg),
+                                defaults=config_lib.to_dict(config_lib.Config()))
         self.learner.load_state_dict(state["learner"])
         self.replay.load_state_dict(state["replay"])
         self.env_steps = int(state["counters"]["env_steps"])
