@@ -1,8 +1,8 @@
 """The EZ-M losses over U unroll steps (paper eqs. 7-9), computed for a batch mixing tasks.
 
 Per row: reward cross-entropy, value cross-entropy on every ensemble head, policy MLE of the
-searched action (cross-entropy with the improved policy over the candidates for 1-D action
-tasks), entropy bonus, SimSiam temporal consistency and path consistency. Row losses are
+searched action (with `learn.policy_target=release`, the cross-entropy with the improved policy
+over the candidates for 1-D action tasks), entropy bonus, SimSiam temporal consistency and path consistency. Row losses are
 weighted by the replay importance weights and summed over tasks of per-task means: with the
 same number of rows from every task that is the batch mean times the number of tasks.
 
