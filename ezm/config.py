@@ -57,6 +57,7 @@ class SearchConfig:
     root_actions: int = 16  # K candidate actions sampled at the root (also the top-m of halving)
     root_policy_samples: int = 4  # of the K, how many come from N(mu, sigma); the rest are widened
     root_widen: float = 3.0  # std multiplier for the widened root samples N(mu, widen * sigma)
+    eval_root_widen: float = 1.0  # root_widen when evaluating (release: 1, every candidate from N(mu, sigma))
     child_actions: int = 2  # candidate actions sampled at every interior node
     c_visit: float = 50.0  # sigma(q) = (c_visit + max N) * c_scale * q
     c_scale: float = 0.1  # see c_visit
@@ -321,6 +322,10 @@ def validate(cfg: Config) -> Config:
     if not -10.0 <= cfg.model.policy_log_std_min < math.log(cfg.model.policy_init_std) < 2.0:
         problems.append(f"model.policy_log_std_min must lie in [-10, log(model.policy_init_std)) and "
                         f"policy_init_std below e^2, got {cfg.model.policy_log_std_min} and {cfg.model.policy_init_std}")
+    for name, value in (("search.root_widen", cfg.search.root_widen),
+                        ("search.eval_root_widen", cfg.search.eval_root_widen)):
+        if not value > 0.0:
+            problems.append(f"{name} must be positive (a std multiplier), got {value}")
     if not 0.0 <= cfg.learn.lr_final <= 1.0:
         problems.append(f"learn.lr_final must lie in [0, 1] (a fraction of learn.lr), got {cfg.learn.lr_final}")
     for name, (low, high) in (("model.reward_range", cfg.model.reward_range),

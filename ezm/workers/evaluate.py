@@ -1,6 +1,12 @@
-"""Evaluation: every task plays a few episodes with the search, Gumbel noise off."""
+"""Evaluation: every task plays a few episodes with the search, Gumbel noise off.
+
+As in EfficientZero-V2's evaluation, the root candidates are not widened: all K come from
+N(mu, search.eval_root_widen * sigma), eval_root_widen 1 by default; acting and reanalyze
+keep search.root_widen for the widened ones.
+"""
 from __future__ import annotations
 
+import dataclasses
 from dataclasses import dataclass
 from pathlib import Path
 from typing import Callable
@@ -52,6 +58,7 @@ class Evaluator:
     def __init__(self, tasks: list[Task], cfg: Config, episodes: int, seed: int):
         self.env = MultiTaskEnv(tasks, copies=episodes, seed=seed, action_repeat=cfg.env.action_repeat)
         self.cfg = cfg
+        self.search_cfg = dataclasses.replace(cfg.search, root_widen=cfg.search.eval_root_widen)
         self.episodes = episodes
         self.device = torch.device(cfg.device)
         self.task = torch.tensor(self.env.task_ids, device=self.device)  # [E]
@@ -66,7 +73,7 @@ class Evaluator:
         model.eval()
         if act is None:
             def act(obs: torch.Tensor, counted: np.ndarray) -> torch.Tensor:
-                return search(model, obs, self.task, self.action_mask, self.cfg.search, self.cfg.discount,
+                return search(model, obs, self.task, self.action_mask, self.search_cfg, self.cfg.discount,
                               generator, add_noise=False).action
         obs = self.env.reset()
         total = np.zeros(self.env.num_envs)  # [E]
