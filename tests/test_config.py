@@ -56,6 +56,8 @@ def test_round_trip_through_yaml(tmp_path):
     ("learn.td_bootstrap=max", "learn.td_bootstrap must be one of search, mean"),
     ("learn.policy_target=improved", "learn.policy_target must be one of action, release"),
     ("model.value_range=[5,-5]", "model.value_range must be"),
+    ("search.eval_root_widen=0", "search.eval_root_widen must be positive"),
+    ("search.root_widen=-1", "search.root_widen must be positive"),
 ])
 def test_bad_keys_and_types_are_refused_naming_the_key(override, message):
     with pytest.raises(C.ConfigError, match=message.replace(".", r"\.")):
