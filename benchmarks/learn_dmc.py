@@ -5,7 +5,8 @@
 
 Writes benchmarks/results/learn_dmc[_TAG].json shaped as {"machine", "commit", "config",
 "suite", "env_steps_per_task", "wall_clock_s", "env_steps_per_s", "updates_per_s",
-"final_eval": {task: return}, "curve": [{"env_steps", "task", "return"}, ...]} and a PNG of
+"final_eval": {task: return}, "final_eval_many" (the final model over --final-episodes
+episodes, see final_eval.py), "curve": [{"env_steps", "task", "return"}, ...]} and a PNG of
 the evaluation curves beside it. The run directory (logs, checkpoint) is kept under --runs.
 """
 from __future__ import annotations
@@ -18,6 +19,7 @@ from pathlib import Path
 
 import torch
 from _meta import REPO, meta
+from final_eval import many_episodes
 
 from ezm import config as config_lib
 from ezm.workers.trainer import train
@@ -76,6 +78,8 @@ def main() -> None:
     parser.add_argument("--tag", default="", help="suffix of the output files")
     parser.add_argument("--runs", default=str(REPO / "benchmarks" / "runs"), help="parent of the run directory")
     parser.add_argument("--threads", type=int, default=None, help="torch CPU threads (default: torch's)")
+    parser.add_argument("--final-episodes", type=int, default=32,
+                        help="episodes per task of the final model's second, larger evaluation (0: none)")
     parser.add_argument("overrides", nargs="*", help="config overrides, e.g. learn.replay_ratio=0.2")
     args = parser.parse_args()
     os.environ.setdefault("MUJOCO_GL", "egl")
@@ -105,6 +109,7 @@ def main() -> None:
         "updates_per_s": result.updates / result.wall_clock_s,
         "final_eval": {row["task"]: row["return"] for row in result.final_eval.rows()},
         "final_normalized_score": result.final_eval.mean_normalized_score(),
+        "final_eval_many": many_episodes(result.run_dir, args.final_episodes) if args.final_episodes else None,
         "curve": curve,
         "losses": [{k: v for k, v in m.items() if k.startswith("loss/") or k == "env_steps"} for m in metrics],
     }

@@ -1,0 +1,58 @@
+"""A trained model's returns over many evaluation episodes, every episode's return kept.
+
+    python benchmarks/final_eval.py RUN_DIR_OR_CHECKPOINT --episodes 32 --tag evalw1_s0
+
+A run's own evaluations play a few episodes (learn_dmc: 4 per task), and some returns are
+bimodal: a cartpole-swingup episode either catches the pole (about 860) or keeps swinging it
+round (about 300), so 4 episodes can land 200 away from the model's mean. This plays
+`--episodes` fresh episodes per task (search without noise, the run's own config) and reports
+the mean, the standard error and every return. learn_dmc.py calls it on its final model.
+
+Writes benchmarks/results/final_eval[_TAG].json.
+"""
+from __future__ import annotations
+
+import argparse
+import json
+import os
+from pathlib import Path
+
+import numpy as np
+import torch
+from _meta import REPO, meta
+
+from ezm.workers.evaluate import evaluate_checkpoint
+
+
+def many_episodes(path: Path, episodes: int) -> dict:
+    """{"episodes", "env_steps", "tasks": {task: {"mean", "stderr", "returns"}}} of a run dir or checkpoint."""
+    result = evaluate_checkpoint(path, episodes=episodes)
+    tasks = {}
+    for task, returns in zip(result.tasks, result.returns):
+        returns = np.asarray(returns)
+        tasks[task.name] = {"mean": float(returns.mean()),
+                            "stderr": float(returns.std(ddof=1) / np.sqrt(len(returns))) if len(returns) > 1 else 0.0,
+                            "returns": returns.round(2).tolist()}
+    return {"episodes": episodes, "env_steps": result.env_steps, "tasks": tasks}
+
+
+def main() -> None:
+    parser = argparse.ArgumentParser(description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter)
+    parser.add_argument("path", help="run directory or checkpoint file")
+    parser.add_argument("--episodes", type=int, default=32, help="evaluation episodes per task")
+    parser.add_argument("--threads", type=int, default=1, help="torch CPU threads")
+    parser.add_argument("--tag", default="", help="suffix of the output file")
+    args = parser.parse_args()
+    os.environ.setdefault("MUJOCO_GL", "egl")
+    torch.set_num_threads(args.threads)
+
+    out = {**meta(), "path": str(args.path), **many_episodes(Path(args.path), args.episodes)}
+    path = REPO / "benchmarks" / "results" / f"final_eval{'_' + args.tag if args.tag else ''}.json"
+    path.write_text(json.dumps(out, indent=1))
+    for task, row in out["tasks"].items():
+        print(f"{task:<28}{row['mean']:>9.1f} ± {row['stderr']:.1f}")
+    print(f"wrote {path}")
+
+
+if __name__ == "__main__":
+    main()
