@@ -24,7 +24,6 @@ import numpy as np
 import torch
 from _meta import REPO, meta
 
-from ezm.search import search
 from ezm.workers.evaluate import Evaluator
 from ezm.workers.run import load_for_eval
 
@@ -54,10 +53,10 @@ def main() -> None:
     evaluator = Evaluator(tasks, cfg, args.episodes, seed=args.seed)
     generator = torch.Generator(device=cfg.device).manual_seed(args.seed)
     observations, actions, counted_steps = [], [], []  # per decision: [E, O], [E], [E]
+    searcher = evaluator.searcher(model, generator)
 
     def act(obs: torch.Tensor, counted: np.ndarray) -> torch.Tensor:
-        action = search(model, obs, evaluator.task, evaluator.action_mask, evaluator.search_cfg, cfg.discount,
-                        generator, add_noise=False).action
+        action = searcher(obs, counted)
         observations.append(obs.cpu().numpy())
         actions.append(action[:, 0].cpu().numpy())
         counted_steps.append(counted)

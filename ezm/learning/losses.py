@@ -3,8 +3,9 @@
 Per row: reward cross-entropy, value cross-entropy on every ensemble head, policy MLE of the
 searched action (with `learn.policy_target=release`, the cross-entropy with the improved policy
 over the candidates for 1-D action tasks), entropy bonus, SimSiam temporal consistency and
-path consistency. Row losses are weighted by the replay importance weights and summed over tasks of per-task means: with the
-same number of rows from every task that is the batch mean times the number of tasks.
+path consistency. Row losses are weighted by the replay importance weights and summed over
+tasks of per-task means: with the same number of rows from every task that is the batch mean
+times the number of tasks.
 
 Shapes: B rows, U unroll steps, P = U + 1 positions, K candidates, A actions, V heads.
 """

@@ -64,6 +64,13 @@ class Evaluator:
         self.task = torch.tensor(self.env.task_ids, device=self.device)  # [E]
         self.action_mask = torch.as_tensor(self.env.action_mask, device=self.device)  # [E, A]
 
+    def searcher(self, model: WorldModel, generator: torch.Generator) -> Act:
+        """The evaluation actor: the search without noise, root candidates widened by eval_root_widen."""
+        def act(obs: torch.Tensor, counted: np.ndarray) -> torch.Tensor:
+            return search(model, obs, self.task, self.action_mask, self.search_cfg, self.cfg.discount,
+                          generator, add_noise=False).action
+        return act
+
     @torch.no_grad()
     def run(self, model: WorldModel, generator: torch.Generator, env_steps: int = 0,
             act: Act | None = None, observe: Observe | None = None) -> EvalResult:
@@ -71,10 +78,7 @@ class Evaluator:
         `observe` sees every step's result. Both learn which rows the step counts for (rows
         whose episode has ended keep stepping, uncounted), e.g. to gather statistics."""
         model.eval()
-        if act is None:
-            def act(obs: torch.Tensor, counted: np.ndarray) -> torch.Tensor:
-                return search(model, obs, self.task, self.action_mask, self.search_cfg, self.cfg.discount,
-                              generator, add_noise=False).action
+        act = act or self.searcher(model, generator)
         obs = self.env.reset()
         total = np.zeros(self.env.num_envs)  # [E]
         running = np.ones(self.env.num_envs, dtype=bool)  # [E] episode not yet over
