@@ -15,14 +15,12 @@ Writes benchmarks/results/cartpole_centering[_TAG].json.
 """
 from __future__ import annotations
 
-import argparse
-import json
-import os
 from pathlib import Path
 
 import numpy as np
 import torch
-from _meta import REPO, meta
+import _trained
+from _meta import meta
 
 from ezm.workers.evaluate import Evaluator
 from ezm.workers.run import load_for_eval
@@ -36,15 +34,7 @@ def centring(x: np.ndarray) -> np.ndarray:
 
 
 def main() -> None:
-    parser = argparse.ArgumentParser(description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter)
-    parser.add_argument("path", help="run directory or checkpoint file")
-    parser.add_argument("--episodes", type=int, default=8, help="evaluation episodes per task")
-    parser.add_argument("--seed", type=int, default=0)
-    parser.add_argument("--threads", type=int, default=1, help="torch CPU threads")
-    parser.add_argument("--tag", default="", help="suffix of the output file")
-    args = parser.parse_args()
-    os.environ.setdefault("MUJOCO_GL", "egl")
-    torch.set_num_threads(args.threads)
+    args = _trained.parse_args(_trained.parser(__doc__, episodes=8))
 
     cfg, model, tasks, env_steps = load_for_eval(Path(args.path))
     cartpoles = [i for i, t in enumerate(tasks) if t.name.startswith("cartpole-")]
@@ -90,8 +80,7 @@ def main() -> None:
             "action_squared": float((action[:, rows][mask] ** 2).mean()),
             "value_at_rest_by_position": {f"{p:+.1f}": float(v) for p, v in zip(POSITIONS, values.tolist())},
         }
-    path = REPO / "benchmarks" / "results" / f"cartpole_centering{'_' + args.tag if args.tag else ''}.json"
-    path.write_text(json.dumps(out, indent=1))
+    path = _trained.write_result("cartpole_centering", args.tag, out)
     for name, row in out["tasks"].items():
         profile = row["value_at_rest_by_position"]
         best = max(profile, key=profile.get)

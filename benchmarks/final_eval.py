@@ -12,14 +12,11 @@ Writes benchmarks/results/final_eval[_TAG].json.
 """
 from __future__ import annotations
 
-import argparse
-import json
-import os
 from pathlib import Path
 
 import numpy as np
-import torch
-from _meta import REPO, meta
+import _trained
+from _meta import meta
 
 from ezm.workers.evaluate import evaluate_checkpoint
 
@@ -37,18 +34,10 @@ def many_episodes(path: Path, episodes: int) -> dict:
 
 
 def main() -> None:
-    parser = argparse.ArgumentParser(description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter)
-    parser.add_argument("path", help="run directory or checkpoint file")
-    parser.add_argument("--episodes", type=int, default=32, help="evaluation episodes per task")
-    parser.add_argument("--threads", type=int, default=1, help="torch CPU threads")
-    parser.add_argument("--tag", default="", help="suffix of the output file")
-    args = parser.parse_args()
-    os.environ.setdefault("MUJOCO_GL", "egl")
-    torch.set_num_threads(args.threads)
+    args = _trained.parse_args(_trained.parser(__doc__, episodes=32, seed=False))
 
     out = {**meta(), "path": str(args.path), **many_episodes(Path(args.path), args.episodes)}
-    path = REPO / "benchmarks" / "results" / f"final_eval{'_' + args.tag if args.tag else ''}.json"
-    path.write_text(json.dumps(out, indent=1))
+    path = _trained.write_result("final_eval", args.tag, out)
     for task, row in out["tasks"].items():
         print(f"{task:<28}{row['mean']:>9.1f} ± {row['stderr']:.1f}")
     print(f"wrote {path}")

@@ -13,13 +13,12 @@ Writes benchmarks/results/task_swap[_TAG].json with the matrix, the tasks and th
 """
 from __future__ import annotations
 
-import argparse
 import json
-import os
 from pathlib import Path
 
 import numpy as np
 import torch
+import _trained
 from _meta import REPO, meta
 
 from ezm import config as config_lib
@@ -29,15 +28,7 @@ from ezm.workers.run import load_for_eval
 
 
 def main() -> None:
-    parser = argparse.ArgumentParser(description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter)
-    parser.add_argument("path", help="run directory or checkpoint file")
-    parser.add_argument("--episodes", type=int, default=4, help="evaluation episodes per task and embedding")
-    parser.add_argument("--seed", type=int, default=0)
-    parser.add_argument("--threads", type=int, default=1, help="torch CPU threads")
-    parser.add_argument("--tag", default="", help="suffix of the output file")
-    args = parser.parse_args()
-    os.environ.setdefault("MUJOCO_GL", "egl")
-    torch.set_num_threads(args.threads)
+    args = _trained.parse_args(_trained.parser(__doc__, episodes=4, episodes_help="evaluation episodes per task and embedding"))
 
     cfg, model, tasks, env_steps = load_for_eval(Path(args.path))
     shapes = [(t.obs_size, t.action_size) for t in tasks]

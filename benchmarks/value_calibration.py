@@ -15,13 +15,12 @@ realised return, their ratio and the episode return.
 """
 from __future__ import annotations
 
-import argparse
 import json
-import os
 from pathlib import Path
 
 import numpy as np
 import torch
+import _trained
 from _meta import REPO, meta
 
 from ezm import config as config_lib
@@ -39,15 +38,7 @@ def discounted_returns(reward: np.ndarray, discount: float) -> np.ndarray:
 
 
 def main() -> None:
-    parser = argparse.ArgumentParser(description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter)
-    parser.add_argument("path", help="run directory or checkpoint file")
-    parser.add_argument("--episodes", type=int, default=4, help="evaluation episodes per task")
-    parser.add_argument("--seed", type=int, default=0)
-    parser.add_argument("--threads", type=int, default=1, help="torch CPU threads")
-    parser.add_argument("--tag", default="", help="suffix of the output file")
-    args = parser.parse_args()
-    os.environ.setdefault("MUJOCO_GL", "egl")
-    torch.set_num_threads(args.threads)
+    args = _trained.parse_args(_trained.parser(__doc__, episodes=4))
 
     cfg, model, tasks, env_steps = load_for_eval(Path(args.path))
     evaluator = Evaluator(tasks, cfg, args.episodes, seed=args.seed)
