@@ -136,7 +136,7 @@ def test_last_rows_are_never_starts_and_have_zero_priority():
     assert (replay.priority[replay.last] == 0).all()
 
 
-def test_independent_mode_takes_exactly_b_over_t_from_every_task():
+def test_independent_mode_takes_floor_or_ceil_of_b_over_t_from_every_task():
     replay = make(tasks=3, copies=2, capacity=200)
     rec = Recorder(replay)
     for step in range(30):
@@ -146,24 +146,49 @@ def test_independent_mode_takes_exactly_b_over_t_from_every_task():
     task2 = torch.cat([4 * replay.lane + torch.arange(30), 5 * replay.lane + torch.arange(30)])
     replay.update_priorities(task2, torch.full((len(task2),), 50.0))
     assert replay.size_per_task().tolist() == [90, 60, 60] and len(replay) == 210
-    batch = replay.sample(300, unroll=1, td_steps=1, generator=gen())
-    assert torch.bincount(batch.task, minlength=3).tolist() == [100, 100, 100]
+    batch = replay.sample(30, unroll=1, td_steps=1, generator=gen())
+    assert torch.bincount(batch.task, minlength=3).tolist() == [10, 10, 10]
     assert (batch.index // replay.lane // 2 == batch.task).all()
+    assert (batch.task[1:] >= batch.task[:-1]).all()  # task-major
+    extra = torch.zeros(3)
+    for seed in range(60):  # 31 = 3 * 10 + 1: one task a batch gets 11, each about as often
+        counts = torch.bincount(replay.sample(31, 1, 1, gen(seed)).task, minlength=3)
+        assert counts.sum() == 31 and set(counts.tolist()) == {10, 11}
+        extra += counts == 11
+    assert extra.min() >= 10
 
     shared = make(tasks=3, copies=2, capacity=200, independent=False)
     shared.load_state_dict(replay.state_dict())
-    counts = torch.bincount(shared.sample(300, 1, 1, gen()).task, minlength=3)
-    assert counts[2] > 250  # pooled priorities: task 2 dominates
+    counts = torch.bincount(shared.sample(50, 1, 1, gen()).task, minlength=3)
+    assert counts[2] >= 45  # pooled priorities: task 2 (60 rows, 96% of the mass) dominates
 
 
-def test_batch_size_must_divide_by_tasks_in_independent_mode():
-    replay = make(tasks=3)
-    Recorder(replay).add()
-    with pytest.raises(ValueError, match="batch_size 10 is not divisible by the 3 tasks"):
-        replay.sample(10, 1, 1, gen())
+def test_any_batch_size_of_at_least_one_row_a_task_works():
+    replay = make(tasks=3, capacity=20)
+    rec = Recorder(replay)
+    for _ in range(10):
+        rec.add()
+    for size in (3, 4, 5, 10, 29):
+        assert replay.sample(size, 1, 1, gen()).task.shape == (size,)
+    with pytest.raises(ValueError, match="batch_size 2 is smaller than the 3 tasks"):
+        replay.sample(2, 1, 1, gen())
     shared = make(tasks=3, independent=False)
     Recorder(shared).add()
-    assert shared.sample(10, 1, 1, gen()).task.shape == (10,)
+    assert shared.sample(2, 1, 1, gen()).task.shape == (2,)
+
+
+def test_a_batch_draws_distinct_rows_when_the_task_holds_enough():
+    replay = make(tasks=2, copies=2, capacity=40)
+    rec = Recorder(replay)
+    for _ in range(20):
+        rec.add()
+    replay.update_priorities(torch.tensor([0]), torch.tensor([1000.0]))  # one row holds most of the mass
+    for seed in range(5):
+        index = replay.sample(38, 1, 1, gen(seed)).index  # 19 of each task's 40 rows
+        assert index.unique().numel() == 38
+    tiny = make(tasks=1, capacity=3)
+    Recorder(tiny).add()
+    assert (tiny.sample(4, 1, 1, gen()).index == 0).all()  # fewer rows than the share: rows repeat
 
 
 def test_a_task_with_nothing_to_sample_is_named():
@@ -181,13 +206,23 @@ def test_priorities_steer_sampling():
         rec.add()
     replay.update_priorities(torch.tensor([3]), torch.tensor([100.0]))
     share = (replay.sample(2000, 1, 1, gen()).index == 3).float().mean()
-    assert share > 0.85  # expected 100 / 109
+    assert share > 0.85  # expected 100 / 109 (more rows than stored: drawn with replacement)
     replay.update_priorities(torch.tensor([3]), torch.tensor([1e-6]))
     share = (replay.sample(2000, 1, 1, gen()).index == 3).float().mean()
     assert share < 0.005
-    assert replay.max_priority == 100.0
-    rec.add()  # a new row enters at the max priority
-    assert replay.priority[0, 0] == 100.0
+
+
+def test_a_new_row_enters_at_its_tasks_current_maximum_priority():
+    replay = make(tasks=2, copies=1, capacity=10)
+    rec = Recorder(replay)
+    rec.add()
+    assert replay.priority[:, 0].tolist() == [1.0, 1.0]  # an empty task starts at 1
+    replay.update_priorities(torch.tensor([0, replay.lane]), torch.tensor([7.0, 0.5]))
+    rec.add()
+    assert replay.priority[:, 1].tolist() == [7.0, 0.5]
+    replay.update_priorities(torch.tensor([0, 1]), torch.tensor([2.0, 3.0]))  # the 7 is gone
+    rec.add()
+    assert replay.priority[:, 2].tolist() == [3.0, 0.5]
 
 
 def test_importance_weights_by_hand():
@@ -196,9 +231,9 @@ def test_importance_weights_by_hand():
     for _ in range(3):
         rec.add()
     replay.update_priorities(torch.arange(6), torch.tensor([1.0, 9.0, 0.0, 4.0, 4.0, 4.0]))
-    # task 0: scaled 1, 3 -> P 1/4, 3/4, M = 2 -> (M P)^-1 = 2, 2/3
-    # task 1: scaled 2, 2, 2 -> P 1/3 each, M = 3 -> 1; all divided by the max, 2
-    expected = torch.tensor([1.0, 1 / 3, 0.0, 0.5, 0.5, 0.5])
+    # task 0: scaled 1, 3 -> P 1/4, 3/4, M = 2 -> (M P)^-1 = 2, 2/3, divided by the task's max 2
+    # task 1: scaled 2, 2, 2 -> P 1/3 each, M = 3 -> 1, divided by its own max 1
+    expected = torch.tensor([1.0, 1 / 3, 0.0, 1.0, 1.0, 1.0])
     batch = replay.sample(64, 1, 1, gen())
     assert (batch.index == 0).any() and not (batch.index == 2).any()
     torch.testing.assert_close(batch.weight, expected[batch.index])
@@ -206,9 +241,22 @@ def test_importance_weights_by_hand():
     shared = make(tasks=2, copies=1, capacity=3, alpha=0.5, beta=1.0, independent=False)
     shared.load_state_dict(replay.state_dict())
     # pooled: scaled 1, 3, 2, 2, 2 -> P 1/10, 3/10, 1/5 each; M = 5 -> 2, 2/3, 1, 1, 1; / 2
+    pooled = torch.tensor([1.0, 1 / 3, 0.0, 0.5, 0.5, 0.5])
     batch = shared.sample(64, 1, 1, gen())
     assert (batch.index == 0).any()
-    torch.testing.assert_close(batch.weight, expected[batch.index])
+    torch.testing.assert_close(batch.weight, pooled[batch.index])
+
+
+def test_a_rare_row_cannot_shrink_the_rest_of_its_batch_below_the_floor():
+    replay = make(tasks=1, copies=1, capacity=4, alpha=1.0, beta=1.0)
+    rec = Recorder(replay)
+    for _ in range(4):
+        rec.add()
+    replay.update_priorities(torch.arange(4), torch.tensor([1e-4, 1.0, 1.0, 1.0]))
+    batch = replay.sample(4, 1, 1, gen())  # all four rows, without replacement
+    assert sorted(batch.index.tolist()) == [0, 1, 2, 3]
+    weight = dict(zip(batch.index.tolist(), batch.weight.tolist()))
+    assert weight[0] == 1.0 and weight[1] == weight[2] == weight[3] == pytest.approx(0.1)
 
 
 def test_same_seed_same_batch():
@@ -245,7 +293,7 @@ def test_state_dict_round_trip_resumes_exactly():
         assert torch.equal(x, y)
     for name in Replay._TENSORS:
         assert torch.equal(getattr(replay, name), getattr(restored, name)), name
-    assert restored.max_priority == 3.0 and restored.next_episode == replay.next_episode
+    assert restored.next_episode == replay.next_episode
 
     with pytest.raises(ValueError, match="saved obs"):
         make(tasks=1, copies=2, capacity=12).load_state_dict(replay.state_dict())

@@ -6,10 +6,12 @@ environment. A row is a state: its observation, the action taken there, the rewa
 termination that action led to, and what the acting search said about it. When an episode
 ends, one extra `last` row holds the final observation (no action, priority 0).
 
-Sampling draws sequence starts by priority (alpha) and gathers S = unroll + td_steps + 1
-consecutive rows of each start's lane. Independent mode (IER) draws exactly B / T starts from
-every task, prioritised within the task; shared mode (the -IER ablation) draws B starts from
-all rows pooled. Everything is tensor indexing: no Python loop over rows, lanes or tasks.
+Sampling draws sequence starts by priority (alpha), without replacement, and gathers
+S = unroll + td_steps + 1 consecutive rows of each start's lane. Independent mode (IER) draws
+floor or ceil of B / T starts from every task, prioritised within the task; shared mode (the
+-IER ablation) draws B starts from all rows pooled. New rows enter at their task's current
+maximum priority. Importance weights (N P)^-beta are normalised within each task's share and
+floored at 0.1. Everything is tensor indexing: no Python loop over rows, lanes or tasks.
 
 Memory: 34 + 4 O + 4 A + 4 K + 2 K A bytes per row (obs, action, policy float32; candidates
 float16; reward, root_value, priority float32; episode, env_step int64; terminal, last bool).
@@ -40,8 +42,11 @@ class Batch(NamedTuple):
     candidates: torch.Tensor  # [B, S, K, A] float32, the candidate actions of that policy
     env_step: torch.Tensor    # [B] int64, global env-step counter when the start row was written
     task: torch.Tensor        # [B] int64
-    weight: torch.Tensor      # [B] float32, importance weight, max 1 within the batch
+    weight: torch.Tensor      # [B] float32, importance weight in [0.1, 1], max 1 within each task
     index: torch.Tensor       # [B] int64, flat row index e * L + l, for `update_priorities`
+
+
+MIN_WEIGHT = 0.1  # floor of the normalised importance weights (both releases)
 
 
 class Replay:
@@ -70,7 +75,6 @@ class Replay:
         self.filled = torch.zeros(E, dtype=torch.int64, **kw)                # [E] rows stored
         self.current_episode = torch.arange(E, **kw)                         # [E] id of the open episode
         self.next_episode = E
-        self.max_priority = 1.0
         self._rows = torch.arange(E, **kw)                                   # [E]
 
     # ------------------------------------------------------------------ writing
@@ -89,7 +93,14 @@ class Replay:
         self._check("policy", policy, (E, K))
         self._check("candidates", candidates, (E, K, A))
         self._write(self._rows, obs, action, reward, terminal, root_value, policy, candidates,
-                    env_step, last=False, priority=self.max_priority)
+                    env_step, last=False, priority=self.entry_priority())
+
+    def entry_priority(self) -> torch.Tensor:
+        """[E] priority of a new row: the current maximum priority of its task (1 while the task
+        holds none), so that every new row is sampled soon, as both releases do."""
+        per_task = self.priority.view(self.num_tasks, -1).amax(1)             # [T]
+        per_task = torch.where(per_task > 0, per_task, torch.ones_like(per_task))
+        return per_task.repeat_interleave(self.copies)                        # [E]
 
     def add_final(self, rows: torch.Tensor, final_obs: torch.Tensor, env_step: int) -> None:
         """The episodes of env rows `rows` [R] ended in observations final_obs [R, O]: write
@@ -136,33 +147,57 @@ class Replay:
             raise ValueError(f"replay: {name} has shape {tuple(tensor.shape)}, expected {shape}")
 
     # ------------------------------------------------------------------ sampling
+    def shares(self, batch_size: int, generator: torch.Generator) -> torch.Tensor:
+        """Rows [G] each group (task, or the one pooled buffer) contributes to a batch of
+        `batch_size`: floor(B / G) each, and one more for B mod G groups drawn at random, so
+        that every task gets B / G rows on average whatever B and G are."""
+        groups = self.num_tasks if self.cfg.independent else 1
+        if batch_size < groups:
+            raise ValueError(f"replay: batch_size {batch_size} is smaller than the {groups} tasks "
+                             f"(independent replay takes at least one row from each)")
+        share = torch.full((groups,), batch_size // groups, dtype=torch.int64)     # [G]
+        share[torch.randperm(groups, generator=generator, device=generator.device)[: batch_size % groups].cpu()] += 1
+        return share
+
     def sample(self, batch_size: int, unroll: int, td_steps: int,
                generator: torch.Generator) -> Batch:
-        """Draw `batch_size` sequence starts by priority and gather their S = unroll +
-        td_steps + 1 rows. `generator` must live on the storage device."""
+        """Draw `batch_size` sequence starts by priority, without replacement within a group,
+        and gather their S = unroll + td_steps + 1 rows. Rows come task-major (see `shares`).
+        `generator` must live on the storage device."""
         E, L = self.priority.shape
-        T = self.num_tasks
-        groups = T if self.cfg.independent else 1
-        if batch_size % groups:
-            raise ValueError(f"replay: batch_size {batch_size} is not divisible by the {T} "
-                             f"tasks (independent replay takes batch_size / tasks from each)")
-        per_group, width = batch_size // groups, E * L // groups
-        priority = self.priority.view(groups, width)                          # [G, W]
+        groups = self.num_tasks if self.cfg.independent else 1
+        share = self.shares(batch_size, generator).to(self.priority.device)  # [G]
+        most = int(share.max())
+        # lanes fill from position 0 until they wrap: only the first `used` positions can hold rows
+        used = int(self.filled.max())
+        lanes = E // groups                                                   # lanes a group
+        priority = self.priority[:, :used].reshape(groups, lanes * used)      # [G, W]
         scaled = torch.where(priority > 0, priority.pow(self.cfg.priority_alpha),
                              torch.zeros_like(priority))                     # [G, W]
-        total = scaled.sum(1)                                                 # [G]
-        if bool((total <= 0).any()):
-            empty = (total <= 0).nonzero().flatten().tolist()
+        stored = (priority > 0).sum(1)                                        # [G] rows that can start
+        if bool((stored == 0).any()):
+            empty = (stored == 0).nonzero().flatten().tolist()
             what = f"task(s) {empty}" if self.cfg.independent else "the buffer"
             raise ValueError(f"replay: {what} hold no rows to sample from")
-        pick = torch.multinomial(scaled, per_group, replacement=True,
-                                 generator=generator)                        # [G, B / G]
+        if bool((stored < most).any()):
+            # a group holds fewer rows than its share: draw with replacement
+            pick = torch.multinomial(scaled, most, replacement=True, generator=generator)  # [G, most]
+        else:
+            # without replacement, as both releases draw: the `most` first of exponential clocks
+            # E_i / p_i ring in the order of weighted sampling without replacement
+            clocks = torch.empty_like(scaled).exponential_(generator=generator)  # [G, W]
+            pick = (scaled / clocks).topk(most, dim=1).indices                # [G, most]
+        prob = scaled.gather(1, pick) / scaled.sum(1, keepdim=True)           # [G, most]
+        # importance weights (N P)^-beta, normalised within each group and floored at 0.1 (both
+        # releases): one rare row cannot shrink the gradient of the rest of the batch
+        weight = (stored[:, None].to(prob.dtype) * prob).pow(-self.cfg.priority_beta)  # [G, most]
+        keep = torch.arange(most, device=pick.device)[None, :] < share[:, None]  # [G, most]
+        weight = weight / weight.masked_fill(~keep, 0).amax(1, keepdim=True)
+        weight = weight.clamp(MIN_WEIGHT, 1.0)
         group = torch.arange(groups, device=pick.device)[:, None].expand_as(pick)
-        index = (group * width + pick).flatten()                             # [B]
-        prob = (scaled.gather(1, pick) / total[:, None]).flatten()            # [B]
-        stored = (priority > 0).sum(1).to(prob.dtype)                         # [G]
-        weight = (stored[group.flatten()] * prob).pow(-self.cfg.priority_beta)
-        weight = weight / weight.max()                                        # [B]
+        lane_of = group * lanes + pick // used                                # [G, most]
+        index = (lane_of * L + pick % used)[keep]                             # [B] flat row e * L + l
+        weight = weight[keep]                                                 # [B]
 
         lane, start = index // L, index % L                                   # [B], [B]
         S = unroll + td_steps + 1
@@ -197,8 +232,15 @@ class Replay:
             raise ValueError("replay: priorities must be finite and >= 0")
         flat = self.priority.view(-1)                                         # [E L]
         flat[index] = torch.where(self.last.view(-1)[index], torch.zeros_like(priority), priority)
-        if priority.numel():
-            self.max_priority = max(self.max_priority, float(priority.max()))
+
+    def priority_quantiles(self, quantiles: tuple[float, ...]) -> torch.Tensor:
+        """[T, Q] quantiles of the priorities of every task's rows that can start a sequence
+        (pooled over all tasks' rows in shared mode, repeated for every task)."""
+        groups = self.num_tasks if self.cfg.independent else 1
+        priority = self.priority.view(groups, -1)                             # [G, W]
+        q = torch.tensor(quantiles, dtype=priority.dtype, device=priority.device)
+        out = torch.nanquantile(priority.masked_fill(priority <= 0, float("nan")), q, dim=1).T  # [G, Q]
+        return out.expand(self.num_tasks, -1)
 
     # ------------------------------------------------------------------ size
     def size_per_task(self) -> torch.Tensor:
@@ -216,7 +258,7 @@ class Replay:
     def state_dict(self) -> dict:
         """Plain tensors and numbers; `load_state_dict` restores the buffer exactly."""
         state = {name: getattr(self, name).clone() for name in self._TENSORS}
-        state.update(next_episode=self.next_episode, max_priority=self.max_priority)
+        state.update(next_episode=self.next_episode)
         return state
 
     def load_state_dict(self, state: dict) -> None:
@@ -228,4 +270,3 @@ class Replay:
         for name in self._TENSORS:
             getattr(self, name).copy_(state[name])
         self.next_episode = int(state["next_episode"])
-        self.max_priority = float(state["max_priority"])
