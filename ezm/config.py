@@ -25,26 +25,27 @@ class ConfigError(ValueError):
 class EnvConfig:
     suite: str = "dmc-cartpole"  # a named suite (see `ezm tasks`) or a comma-separated task list
     copies_per_task: int = 4  # N environment copies of every task, all stepped as one batch
-    action_repeat: int = 2  # simulator steps per chosen action; env steps count simulator steps
+    action_repeat: int = 4  # simulator steps per chosen action; env steps count simulator steps
 
 
 @dataclass(frozen=True)
 class ModelConfig:
-    hidden: int = 128  # width of the latent state h and of every residual block
-    blocks: int = 2  # residual blocks in the representation, dynamics, reward and value trunks
-    head_hidden: int = 256  # width of the two hidden layers of the reward, value and policy heads
-    task_embedding_dim: int = 128  # size of the task embedding e (nn.Embedding, max_norm=1)
-    action_embedding_dim: int = 64  # size of the encoded action u = U(a, e)
+    hidden: int = 64  # width of the latent state h and of every residual block (EfficientZero-V2 DMC: 128)
+    blocks: int = 1  # residual blocks in the representation, dynamics, reward and value trunks (V2 DMC: 2)
+    head_hidden: int = 128  # width of the two hidden layers of the reward, value and policy heads (V2 DMC: 256)
+    task_embedding_dim: int = 16  # size of the task embedding e (nn.Embedding, max_norm=1; paper: 128)
+    action_embedding_dim: int = 16  # size of the encoded action u = U(a, e) (V2 DMC: 64)
     value_heads: int = 5  # value ensemble size (heads over one shared trunk)
     dropout: float = 0.0  # dropout in the value heads
     policy_init_std: float = 0.5  # std of the untrained policy (wide, so that early search explores)
     policy_log_std_min: float = -10.0  # lowest policy log-std (release -10; log(0.1) = -2.3 floors the std at 0.1)
-    projector_hidden: int = 256  # hidden width of the SimSiam projector
-    projector_out: int = 128  # output width of the projector (and of the predictor)
-    predictor_hidden: int = 256  # hidden width of the SimSiam predictor
+    projector_hidden: int = 128  # hidden width of the SimSiam projector
+    projector_out: int = 64  # output width of the projector (and of the predictor)
+    predictor_hidden: int = 128  # hidden width of the SimSiam predictor
     support_bins: int = 51  # bins of the categorical reward and value supports
-    reward_range: tuple[float, float] = (-2.0, 2.0)  # reward support range (before the h-transform)
-    value_range: tuple[float, float] = (-299.0, 299.0)  # value support range (before the h-transform)
+    reward_range: tuple[float, float] = (-10.0, 10.0)  # reward support of one decision (before the h-transform): any DMC action repeat up to 10
+    value_range: tuple[float, float] = (-1000.0, 1000.0)  # value support (before the h-transform): DMC's 1 a step over 1 / (1 - discount) steps
+    normalize_obs: bool = True  # standardise observations per task by running mean and std before H (both releases)
     te_representation: bool = True  # feed the task embedding to the representation H
     te_dynamics: bool = True  # feed the task embedding to the dynamics G
     te_reward: bool = True  # feed the task embedding to the reward path R
@@ -53,15 +54,15 @@ class ModelConfig:
 
 @dataclass(frozen=True)
 class SearchConfig:
-    simulations: int = 32  # model calls (simulations) per search
-    root_actions: int = 16  # K candidate actions sampled at the root (also the top-m of halving)
-    root_policy_samples: int = 4  # of the K, how many come from N(mu, sigma); the rest are widened
+    simulations: int = 8  # model calls (simulations) per search (paper: 32)
+    root_actions: int = 8  # K candidate actions sampled at the root (also the top-m of halving; paper: 16)
+    root_policy_samples: int = 2  # of the K, how many come from N(mu, sigma); the rest are widened (release: 4 of 16)
     root_widen: float = 3.0  # std multiplier for the widened root samples N(mu, widen * sigma)
     eval_root_widen: float = 1.0  # root_widen when evaluating (release: 1, every candidate from N(mu, sigma))
     child_actions: int = 2  # candidate actions sampled at every interior node
     c_visit: float = 50.0  # sigma(q) = (c_visit + max N) * c_scale * q
     c_scale: float = 0.1  # see c_visit
-    value_min_heads: int = 2  # value inference: minimum over this many randomly chosen heads
+    value_min_heads: int = 5  # value inference: minimum over this many randomly chosen heads (release: 2)
     head_draw: str = "node"  # "node": fresh random heads at every node (release); "search": one draw per root
     gumbel_scale: float = 1.0  # scale of the Gumbel noise when acting (0 disables it)
 
@@ -76,12 +77,13 @@ class ReplayConfig:
 
 @dataclass(frozen=True)
 class LearnConfig:
-    batch_size: int = 256  # sequences per update, B / |T| from every task
+    batch_size: int = 128  # sequences per update, floor or ceil of B / |T| from every task (paper: 512)
     unroll: int = 5  # K unroll steps of the dynamics in the loss
     td_steps: int = 5  # n of the n-step TD value target
     td_bootstrap: str = "search"  # TD bootstrap value: "search" = min over search.value_min_heads random heads (release), "mean" = ensemble mean
     lr: float = 3e-4  # Adam learning rate
     lr_final: float = 1.0  # lr at the last env step, as a fraction of lr: half-cosine decay (1 = constant)
+    lr_warmup: float = 0.01  # fraction of the run's env steps after warm-up over which lr rises linearly from 0 (EfficientZero-V2: 0.01)
     weight_decay: float = 2e-5  # Adam weight decay
     grad_clip: float = 5.0  # global gradient-norm clip
     reward_coef: float = 1.0  # weight of the reward cross-entropy
@@ -94,20 +96,21 @@ class LearnConfig:
     path_consistency: bool = True  # use the path consistency loss (off: the -PathCons ablation)
     latent_grad_scale: float = 0.5  # gradient scale on the latent at every unroll step
     target_update_interval: int = 200  # updates between copies of the online model to the target
-    value_target: str = "mixed"  # "mixed" (ensemble-variance alpha), "rule" (age-based) or "td"
+    value_target: str = "rule"  # "rule" (age-based, the release), "mixed" (the paper's ensemble-variance alpha) or "td"
     rule_switch_updates: int = 50_000  # rule-based mixing: updates before old transitions use search values
     rule_age: int = 20_000  # rule-based mixing: transitions older than this many env steps use search values
-    reanalyze_simulations: int = 16  # simulations of the reanalyze search
-    replay_ratio: float = 0.25  # updates per environment step (summed over tasks, counting decisions)
+    reanalyze_simulations: int = 4  # simulations of the reanalyze search (paper: 32)
+    reanalyze_root_widen: float = 3.0  # search.root_widen of the reanalyze search, whose chosen action is the policy target
+    replay_ratio: float = 1.0  # updates per decision (summed over every copy of every task)
     warmup_steps: int = 2_000  # env steps per task collected before the first update
     mixed_precision: bool = False  # bf16 autocast for the learner (CUDA only)
 
 
 @dataclass(frozen=True)
 class TrainConfig:
-    env_steps_per_task: int = 50_000  # environment steps collected per task (simulator steps)
+    env_steps_per_task: int = 100_000  # environment steps collected per task (simulator steps)
     eval_interval: int = 10_000  # env steps per task between evaluations
-    eval_episodes: int = 2  # evaluation episodes per task (no noise)
+    eval_episodes: int = 4  # evaluation episodes per task (no noise)
     checkpoint_interval: int = 10_000  # env steps per task between checkpoints
     log_interval: int = 1_000  # env steps per task between log lines
     run_dir: str = "runs"  # parent folder of run directories
@@ -118,7 +121,7 @@ class TrainConfig:
 class Config:
     seed: int = 0  # the one seed every generator of the run derives from
     device: str = "cpu"  # torch device of the model, search and learner
-    discount: float = 0.99  # discount shared by every task
+    discount: float = 0.99875  # discount of one environment step, shared by every task; a decision's is discount ** env.action_repeat
     env: EnvConfig = field(default_factory=EnvConfig)  # tasks and environment copies
     model: ModelConfig = field(default_factory=ModelConfig)  # the world model
     search: SearchConfig = field(default_factory=SearchConfig)  # the acting search
@@ -126,44 +129,41 @@ class Config:
     learn: LearnConfig = field(default_factory=LearnConfig)  # targets, losses and optimiser
     train: TrainConfig = field(default_factory=TrainConfig)  # the training loop
 
+    @property
+    def decision_discount(self) -> float:
+        """The discount of one decision: `discount` (per environment step) to the action repeat."""
+        return self.discount ** self.env.action_repeat
+
 
 def quickstart() -> Config:
-    """Minutes on a 2-core CPU: a small model, few simulations, short budget."""
+    """The `dmc` configuration on a short budget: minutes on a 2-core CPU."""
     base = dmc()
     return replace(
         base,
-        # a decision every 4 simulator steps sums up to 4 rewards: the supports widen with it
-        env=dataclasses.replace(base.env, action_repeat=4),
-        model=dataclasses.replace(base.model, hidden=64, blocks=1, head_hidden=128,
-                                  task_embedding_dim=16, action_embedding_dim=16,
-                                  projector_hidden=128, projector_out=64, predictor_hidden=128,
-                                  reward_range=(-4.0, 4.0), value_range=(-400.0, 400.0)),
-        search=dataclasses.replace(base.search, simulations=8, root_actions=8, root_policy_samples=2),
-        # pure TD targets ("rule" before its switch), a cheap reanalyze and a faster target copy
-        # learn more in a few thousand updates than the paper's mixed target (benchmarks/results)
-        learn=dataclasses.replace(base.learn, batch_size=128, reanalyze_simulations=4, warmup_steps=1_000,
-                                  value_target="rule", target_update_interval=100, replay_ratio=0.5),
+        learn=dataclasses.replace(base.learn, warmup_steps=1_000, replay_ratio=0.5),
         train=dataclasses.replace(base.train, env_steps_per_task=10_000, eval_interval=5_000,
-                                  checkpoint_interval=5_000),
+                                  eval_episodes=2, checkpoint_interval=5_000),
     )
 
 
 def dmc() -> Config:
-    """The small state-based DMC model of EfficientZero-V2: right for a CPU."""
+    """The configuration `benchmarks/learn_dmc.py` measures on every DMC suite (the field
+    defaults): a small model and search that fit a 2-core CPU, action repeat 4."""
     return Config()
 
 
 def paper() -> Config:
     """The paper's Tables 3 and 4 (HumanoidBench-Hard scale, about 16M parameters)."""
     return Config(
+        discount=0.99,
         env=EnvConfig(suite="hb-hard", copies_per_task=4, action_repeat=1),
         model=ModelConfig(hidden=512, blocks=3, head_hidden=512, task_embedding_dim=128,
                           action_embedding_dim=64, value_heads=5, dropout=0.1,
                           projector_hidden=1024, projector_out=512, predictor_hidden=1024,
                           reward_range=(-299.0, 299.0), value_range=(-299.0, 299.0)),
-        search=SearchConfig(simulations=32, root_actions=16),
+        search=SearchConfig(simulations=32, root_actions=16, root_policy_samples=4, value_min_heads=2),
         learn=LearnConfig(batch_size=512, lr=1e-4, weight_decay=2e-5, unroll=5, td_steps=5,
-                          reanalyze_simulations=32),
+                          reanalyze_simulations=32, value_target="mixed", replay_ratio=0.25),
         train=TrainConfig(env_steps_per_task=1_000_000, eval_interval=50_000,
                           checkpoint_interval=50_000, log_interval=10_000),
     )
@@ -323,7 +323,8 @@ def validate(cfg: Config) -> Config:
         problems.append(f"model.policy_log_std_min must lie in [-10, log(model.policy_init_std)) and "
                         f"policy_init_std below e^2, got {cfg.model.policy_log_std_min} and {cfg.model.policy_init_std}")
     for name, value in (("search.root_widen", cfg.search.root_widen),
-                        ("search.eval_root_widen", cfg.search.eval_root_widen)):
+                        ("search.eval_root_widen", cfg.search.eval_root_widen),
+                        ("learn.reanalyze_root_widen", cfg.learn.reanalyze_root_widen)):
         if not value > 0.0:
             problems.append(f"{name} must be positive (a std multiplier), got {value}")
     if not 0.0 <= cfg.learn.lr_final <= 1.0:

@@ -78,8 +78,8 @@ def test_a_flipped_config_value_in_the_header_is_refused(tmp_path):
     path = tmp_path / "latest.pt"
     save_checkpoint(path, state(), config())
     data = path.read_bytes()
-    assert data.count(b'"hidden": 128') == 1
-    path.write_bytes(data.replace(b'"hidden": 128', b'"hidden": 129'))
+    assert data.count(b'"hidden": 64') == 1
+    path.write_bytes(data.replace(b'"hidden": 64', b'"hidden": 65'))
     with pytest.raises(CheckpointError, match="SHA-256 mismatch"):
         load_checkpoint(path, None)
 
@@ -98,8 +98,8 @@ def test_foreign_files_are_refused(tmp_path):
 def test_another_format_version_is_refused(tmp_path):
     path = tmp_path / "latest.pt"
     save_checkpoint(path, state(), config())
-    path.write_bytes(path.read_bytes().replace(b'"version": 1', b'"version": 9', 1))
-    with pytest.raises(CheckpointError, match="format version 9, this ezm reads version 1"):
+    path.write_bytes(path.read_bytes().replace(b'"version": 2', b'"version": 1', 1))
+    with pytest.raises(CheckpointError, match="format version 1, this ezm reads version 2"):
         load_checkpoint(path, None)
 
 
@@ -127,9 +127,9 @@ def test_config_mismatch_names_the_keys(tmp_path):
     path = tmp_path / "latest.pt"
     save_checkpoint(path, state(), config())
     run = config()
-    run["model"]["hidden"] = 64
+    run["model"]["hidden"] = 32
     run["replay"]["independent"] = False
-    with pytest.raises(CheckpointError, match="model.hidden: checkpoint 128, run 64; "
+    with pytest.raises(CheckpointError, match="model.hidden: checkpoint 64, run 32; "
                                               "replay.independent: checkpoint True, run False"):
         load_checkpoint(path, run)
     run = config()

@@ -21,8 +21,12 @@ def test_presets_differ_where_the_spec_says():
     paper, dmc, quick = C.paper(), C.dmc(), C.quickstart()
     assert (paper.model.hidden, paper.model.blocks, paper.learn.batch_size, paper.learn.lr) == (512, 3, 512, 1e-4)
     assert (paper.search.simulations, paper.search.root_actions) == (32, 16)
-    assert dmc.model.hidden == 128 and dmc.model.blocks == 2
-    assert quick.model.hidden < dmc.model.hidden
+    assert (paper.discount, paper.decision_discount) == (0.99, 0.99)  # action repeat 1
+    assert dmc == C.Config()  # the field defaults are the measured DMC configuration
+    assert dmc.decision_discount == pytest.approx(0.99875 ** 4)
+    # the quickstart is the same algorithm on a smaller budget
+    assert (quick.model, quick.search, quick.env) == (dmc.model, dmc.search, dmc.env)
+    assert quick.train.env_steps_per_task < dmc.train.env_steps_per_task
 
 
 def test_overrides_and_yaml_apply_in_order(tmp_path):

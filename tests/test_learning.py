@@ -2,6 +2,7 @@
 policy target narrows the policy onto the searched action, and the rule-based value target
 switches from TD to the search value as configured; a reward the model's support cannot hold
 is reported."""
+import copy
 import dataclasses
 import warnings
 
@@ -19,7 +20,7 @@ def _small_config(tmp_path, **learn):
     cfg = C.build("quickstart", overrides=[
         "env.suite=cartpole-balance,cartpole-swingup", "env.copies_per_task=2", "train.progress=false",
         f"train.run_dir={tmp_path}", "learn.batch_size=32", "search.simulations=4", "search.root_actions=4",
-        "search.root_policy_samples=1", "learn.reanalyze_simulations=4"])
+        "search.root_policy_samples=1", "learn.reanalyze_simulations=4", "learn.lr_warmup=0"])
     return dataclasses.replace(cfg, learn=dataclasses.replace(cfg.learn, **learn))
 
 
@@ -86,7 +87,8 @@ def test_td_bootstrap_mean_uses_the_ensemble_mean_and_never_lies_below_the_all_h
     mean = reanalyze(model, batch, cfg, ranges, torch.Generator().manual_seed(0), 0, 0)
     heads = model.initial(batch.obs.flatten(0, 1), batch.task.repeat_interleave(batch.obs.shape[1])).values
     expected = td_targets(batch.reward, batch.terminal, batch.valid, batch.last,
-                          heads.mean(-1).view(batch.obs.shape[:2]), cfg.learn.unroll, cfg.learn.td_steps, cfg.discount)
+                          heads.mean(-1).view(batch.obs.shape[:2]), cfg.learn.unroll, cfg.learn.td_steps,
+                          cfg.decision_discount)
     torch.testing.assert_close(mean.td_value, expected)
     release = dataclasses.replace(cfg, learn=dataclasses.replace(cfg.learn, td_bootstrap="search"),
                                   search=dataclasses.replace(cfg.search, value_min_heads=cfg.model.value_heads))
@@ -140,3 +142,36 @@ def test_learning_rate_decays_on_a_half_cosine_to_its_final_fraction(tmp_path):
     assert trainer.learner.optimizer.param_groups[0]["lr"] == pytest.approx(0.55e-3) == float(metrics["lr"])
     constant = _small_config(tmp_path)  # lr_final 1: the lr never moves
     assert learning_rate(constant, end // 3) == constant.learn.lr
+
+
+def test_learning_rate_rises_linearly_over_its_warm_up(tmp_path):
+    cfg = _small_config(tmp_path, lr=1e-3, lr_warmup=0.1, warmup_steps=1_000)
+    ramp = 0.1 * (cfg.train.env_steps_per_task - 1_000)  # env steps after the first update
+    assert learning_rate(cfg, 1_000) == pytest.approx(1e-3 / ramp)
+    assert learning_rate(cfg, int(1_000 + ramp / 2)) == pytest.approx(0.5e-3)
+    assert learning_rate(cfg, int(1_000 + ramp)) == pytest.approx(1e-3) == learning_rate(cfg, 5_000)
+
+
+def test_every_update_reports_the_batch_ess_and_per_task_diagnostics(tmp_path):
+    cfg = _small_config(tmp_path)
+    trainer, batch = _collect_and_sample(cfg, tmp_path, decisions=30)
+    trainer.replay.update_priorities(batch.index[:1], torch.tensor([1e3]))  # one dominant row
+    batch = trainer.replay.sample(cfg.learn.batch_size, cfg.learn.unroll, cfg.learn.td_steps, trainer.sample_generator)
+    model = copy.deepcopy(trainer.learner.model).train()  # the loss's view of the batch, before the step
+    with torch.no_grad():
+        valid = batch.valid.flatten()
+        model.obs_norm.update(batch.obs.flatten(0, 1)[valid], batch.task.repeat_interleave(batch.obs.shape[1])[valid])
+        std = model.initial_logits(batch.obs[:, 0], batch.task).std  # [B, A]
+    metrics, _ = trainer.learner.update(batch, torch.Generator().manual_seed(0), env_step=0)
+    w = batch.weight
+    assert float(metrics["replay/ess"]) == pytest.approx(float(w.sum() ** 2 / (w ** 2).sum()))
+    assert 1.0 <= float(metrics["replay/ess"]) <= cfg.learn.batch_size
+    logged = trainer._readable(metrics)
+    names = [t.name for t in trainer.tasks]
+    for name, t in zip(names, range(len(names))):
+        for key in ("policy/std", "value/ensemble_std", "target/value_mean", "target/value_std",
+                    "priority/batch_mean", "priority/q01", "priority/q50", "priority/q99"):
+            assert f"{key}/{name}" in logged, key
+        assert logged[f"policy/std/{name}"] == pytest.approx(float(std[batch.task == t, 0].mean()), rel=1e-4)
+        assert logged[f"priority/q01/{name}"] <= logged[f"priority/q50/{name}"] <= logged[f"priority/q99/{name}"]
+    assert not any(key.endswith("/task") for key in logged)

@@ -25,7 +25,7 @@ import numpy as np
 import torch
 
 FORMAT = "ezm-checkpoint"
-VERSION = 1
+VERSION = 2  # 2: discount per environment step, observation statistics in the model
 _MAGIC = (FORMAT + "\n").encode()
 _HEADER_LIMIT = 1 << 20  # bytes; a longer first line is not an ezm header
 
@@ -116,7 +116,8 @@ def _read(path: Path) -> tuple[dict, bytes]:
         raise CheckpointError(f"checkpoint {path}: not an ezm checkpoint")
     if fields["version"] != VERSION:
         raise CheckpointError(f"checkpoint {path}: format version {fields['version']}, "
-                              f"this ezm reads version {VERSION}")
+                              f"this ezm reads version {VERSION} (written by another ezm: resume or "
+                              f"evaluate it with that ezm, or train anew)")
     if len(payload) < fields["payload_bytes"]:
         raise CheckpointError(f"checkpoint {path}: truncated ({len(payload)} of "
                               f"{fields['payload_bytes']} payload bytes)")

@@ -15,10 +15,26 @@ from ezm.replay.buffer import Batch
 
 
 def learning_rate(cfg: Config, env_step: int) -> float:
-    """lr on a half cosine from `learn.lr` at step 0 to `lr * lr_final` at the run's last env step."""
+    """lr on a half cosine from `learn.lr` at step 0 to `lr * lr_final` at the run's last env step,
+    rising linearly from 0 over the first `learn.lr_warmup` of the env steps after warm-up."""
     progress = min(env_step / cfg.train.env_steps_per_task, 1.0)
     final = cfg.learn.lr_final
-    return cfg.learn.lr * (final + (1.0 - final) * 0.5 * (1.0 + math.cos(math.pi * progress)))
+    lr = cfg.learn.lr * (final + (1.0 - final) * 0.5 * (1.0 + math.cos(math.pi * progress)))
+    ramp = cfg.learn.lr_warmup * max(cfg.train.env_steps_per_task - cfg.learn.warmup_steps, 1)
+    if ramp > 0:
+        lr *= min(max(env_step - cfg.learn.warmup_steps, 1) / ramp, 1.0)
+    return lr
+
+
+def per_task_mean(x: torch.Tensor, task: torch.Tensor, num_tasks: int) -> torch.Tensor:
+    """[T] mean of the rows x [B] of each task [B] (NaN for a task without rows)."""
+    rows = torch.bincount(task, minlength=num_tasks).to(x.dtype)  # [T]
+    return torch.bincount(task, weights=x, minlength=num_tasks).to(x.dtype) / rows
+
+
+def effective_sample_size(weight: torch.Tensor) -> torch.Tensor:
+    """(sum w)^2 / sum w^2 of importance weights [B]: how many equally weighted rows they are worth."""
+    return weight.sum().square() / weight.square().sum()
 
 
 class Learner:
@@ -39,7 +55,12 @@ class Learner:
         return contextlib.nullcontext()
 
     def update(self, batch: Batch, generator: torch.Generator, env_step: int) -> tuple[dict[str, torch.Tensor], torch.Tensor]:
-        """One update on `batch` (already on the device); returns metrics (0-d tensors) and new priorities [B]."""
+        """One update on `batch` (already on the device); returns metrics (0-d tensors, or [T]
+        tensors for per-task diagnostics, named `.../task`) and new priorities [B]."""
+        if self.model.obs_norm is not None:
+            rows = batch.valid.flatten()  # [B*S]
+            self.model.obs_norm.update(batch.obs.flatten(0, 1)[rows],
+                                       batch.task[:, None].expand_as(batch.valid).flatten()[rows])
         targets = reanalyze(self.target_model, batch, self.cfg, self.variance_range, generator,
                             self.updates, env_step)
         self.model.train()
@@ -57,12 +78,22 @@ class Learner:
         if self.updates % self.cfg.learn.target_update_interval == 0:
             self.target_model.load_state_dict(self.model.state_dict())
         metrics = {f"loss/{k}": v for k, v in out.parts.items()}  # 0-d tensors: no host sync per update
+        value_0 = targets.value[:, 0]  # [B] the start row is always a state of its episode
+        t, tasks = batch.task, self.num_tasks
+        value_mean = per_task_mean(value_0, t, tasks)  # [T]
         metrics.update({
             "loss/total": out.total.detach(),
             "grad_norm": grad_norm.detach(),
             "lr": torch.tensor(lr),
             "target/value_mean": targets.value[targets.value_mask].mean(),
             "target/alpha_mean": targets.alpha[targets.value_mask].mean(),
+            "replay/ess": effective_sample_size(batch.weight),
+            "replay/weight_mean": batch.weight.mean(),
+            "target/value_mean/task": value_mean,
+            "target/value_std/task": (per_task_mean(value_0.square(), t, tasks) - value_mean.square()).clamp_min(0).sqrt(),
+            "priority/batch_mean/task": per_task_mean(out.priority, t, tasks),
+            "policy/std/task": per_task_mean(out.policy_std, t, tasks),
+            "value/ensemble_std/task": per_task_mean(out.ensemble_std, t, tasks),
         })
         return metrics, out.priority
 

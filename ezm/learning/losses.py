@@ -3,9 +3,9 @@
 Per row: reward cross-entropy, value cross-entropy on every ensemble head, policy MLE of the
 searched action (with `learn.policy_target=release`, the cross-entropy with the improved policy
 over the candidates for 1-D action tasks), entropy bonus, SimSiam temporal consistency and
-path consistency. Row losses are weighted by the replay importance weights and summed over
-tasks of per-task means: with the same number of rows from every task that is the batch mean
-times the number of tasks.
+path consistency. Row losses are weighted by the replay importance weights, averaged within
+each task and summed over tasks (a task's share of the batch may be one row more or less than
+another's).
 
 Shapes: B rows, U unroll steps, P = U + 1 positions, K candidates, A actions, V heads.
 """
@@ -27,6 +27,8 @@ class LossOutput(NamedTuple):
     total: torch.Tensor  # [] weighted sum that is back-propagated
     parts: dict[str, torch.Tensor]  # [] each loss term before its coefficient (detached)
     priority: torch.Tensor  # [B] new replay priority: |value prediction - target| at position 0
+    policy_std: torch.Tensor  # [B] policy std at position 0, averaged over the task's action dims
+    ensemble_std: torch.Tensor  # [B] std across the value heads' predictions at position 0
 
 
 def _scale_gradient(x: torch.Tensor, scale: float) -> torch.Tensor:
@@ -59,6 +61,16 @@ def _policy_loss(mean: torch.Tensor, std: torch.Tensor, targets: Targets, mask: 
                          mask.repeat_interleave(p * k, 0)).view(b, p, k)
     full_ce = -(targets.improved_policy * cand_logp).sum(-1)  # [B, P]
     return torch.where(improved[:, None], full_ce, mle)
+
+
+def _sum_of_task_means(row_loss: torch.Tensor, task: torch.Tensor, num_tasks: int,
+                      per_task: bool) -> torch.Tensor:
+    """Paper eq. 9: the sum over tasks of each task's mean row loss [B] -> []. A pooled batch
+    (the -IER ablation) has no per-task share: its mean is scaled by the number of tasks."""
+    if not per_task:
+        return row_loss.mean() * num_tasks
+    rows = torch.bincount(task, minlength=num_tasks).to(row_loss.dtype)  # [T]
+    return (row_loss / rows[task]).sum()
 
 
 def compute_losses(model: WorldModel, batch: Batch, targets: Targets, cfg: Config,
@@ -116,13 +128,15 @@ def compute_losses(model: WorldModel, batch: Batch, targets: Targets, cfg: Confi
         with torch.no_grad():
             reward_hat = reward_support.decode(reward_logits_t)  # [B, U]
             value_next = value_support.decode(value_logits_t[:, 1:]).mean(-1)  # [B, U]
-            path_target = value_support.two_hot(reward_hat + cfg.discount * value_next)  # [B, U, bins]
+            path_target = value_support.two_hot(reward_hat + cfg.decision_discount * value_next)  # [B, U, bins]
         path = _cross_entropy(value_logits_t[:, :unroll], path_target[:, :, None]).mean(-1)  # [B, U]
         parts["path"] = _masked_mean(path, targets.reward_mask)
         total = total + learn.path_coef * parts["path"]
 
-    weighted = (total * batch.weight).mean() * num_tasks
+    weighted = _sum_of_task_means(total * batch.weight, task, num_tasks, cfg.replay.independent)
     with torch.no_grad():
-        value_0 = value_support.decode(value_logits_t[:, 0]).mean(-1)  # [B]
-        priority = (value_0 - targets.value[:, 0]).abs() + 1e-6
-    return LossOutput(weighted, {k: v.detach().mean() for k, v in parts.items()}, priority)
+        heads_0 = value_support.decode(value_logits_t[:, 0])  # [B, V]
+        priority = (heads_0.mean(-1) - targets.value[:, 0]).abs() + 1e-6
+        policy_std = (std[:, 0] * action_mask).sum(-1) / action_mask.sum(-1)  # [B]
+    return LossOutput(weighted, {k: v.detach().mean() for k, v in parts.items()}, priority,
+                      policy_std, heads_0.std(-1))

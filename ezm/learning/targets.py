@@ -119,15 +119,16 @@ def reanalyze(target_model: WorldModel, batch: Batch, cfg: Config, variance_rang
         draws = torch.rand(b * s, values.shape[-1], generator=generator, device=generator.device)  # [B*S, V]
         bootstrap = value_of(values.reshape(b * s, -1), draws.to(obs.device), cfg.search.value_min_heads).view(b, s)
     td = td_targets(batch.reward, batch.terminal, batch.valid, batch.last, bootstrap,
-                    unroll, n, cfg.discount)  # [B, U+1]
+                    unroll, n, cfg.decision_discount)  # [B, U+1]
 
     p = unroll + 1
     positions = torch.arange(b * s, device=obs.device).view(b, s)[:, :p].reshape(-1)  # [B*P]
     root_p = Inference(*(field[positions] for field in root))
     task_p = task_rows[positions]  # [B*P]
     mask_p = target_model.task_action_mask[task_p]  # [B*P, A]
-    search_cfg = dataclasses.replace(cfg.search, simulations=cfg.learn.reanalyze_simulations)
-    searched = search_from_root(target_model, root_p, task_p, mask_p, search_cfg, cfg.discount,
+    search_cfg = dataclasses.replace(cfg.search, simulations=cfg.learn.reanalyze_simulations,
+                                     root_widen=cfg.learn.reanalyze_root_widen)
+    searched = search_from_root(target_model, root_p, task_p, mask_p, search_cfg, cfg.decision_discount,
                                 generator, add_noise=False)
     search_value = searched.root_value.view(b, p)  # [B, P]
 

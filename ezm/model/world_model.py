@@ -7,7 +7,9 @@
     v  = V(h, e)      value: `value_heads` categorical heads over one trunk
     p  = P(h, e)      policy: a Gaussian over the task's valid action dims (see policy.py)
 
-plus the SimSiam projector and predictor of the consistency loss. `e` is the task embedding
+plus the SimSiam projector and predictor of the consistency loss. Observations are
+standardised per task by running statistics (`normalizer.py`, `cfg.normalize_obs`) before H;
+the learner updates them from its batches. `e` is the task embedding
 (nn.Embedding with max_norm=1, which renormalises the looked-up rows of its weight in place
 on every forward); each injection point is switched by `cfg.te_*`, and when a switch is off
 that input is absent (the layer's input shrinks by the embedding size; `te_reward` covers
@@ -33,6 +35,7 @@ from torch.nn import functional as F
 
 from ezm.config import ModelConfig
 from ezm.model.networks import FusedInput, head, norm_mlp, residual_tower
+from ezm.model.normalizer import ObservationNorm
 from ezm.model.policy import gaussian, raw_log_std
 from ezm.model.support import Support
 
@@ -173,6 +176,7 @@ class WorldModel(nn.Module):
             return E if on else 0
 
         self.task_embedding = nn.Embedding(num_tasks, E, max_norm=1.0)
+        self.obs_norm = ObservationNorm(num_tasks, obs_size) if cfg.normalize_obs else None
         self.representation = Representation(obs_size + size(cfg.te_representation), H, cfg.blocks)
         self.action_encoder = ActionEncoder(action_size + size(cfg.te_reward), cfg.action_embedding_dim)
         self.dynamics = Dynamics(H + action_size + size(cfg.te_dynamics), H, cfg.blocks)
@@ -190,6 +194,8 @@ class WorldModel(nn.Module):
 
     def represent(self, obs: Tensor, task: Tensor) -> Tensor:
         """H(s, e): the latent [B, H] of observations obs [B, O] (consistency targets)."""
+        if self.obs_norm is not None:
+            obs = self.obs_norm(obs, task)
         return self.representation(obs, self._te(self.task_embedding(task), self.cfg.te_representation))
 
     def initial_logits(self, obs: Tensor, task: Tensor) -> Prediction:

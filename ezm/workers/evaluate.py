@@ -67,7 +67,7 @@ class Evaluator:
     def searcher(self, model: WorldModel, generator: torch.Generator) -> Act:
         """The evaluation actor: the search without noise, root candidates widened by eval_root_widen."""
         def act(obs: torch.Tensor, counted: np.ndarray) -> torch.Tensor:
-            return search(model, obs, self.task, self.action_mask, self.search_cfg, self.cfg.discount,
+            return search(model, obs, self.task, self.action_mask, self.search_cfg, self.cfg.decision_discount,
                           generator, add_noise=False).action
         return act
 

@@ -38,7 +38,7 @@ class Rollout:
     def step(self, model: WorldModel, replay: Replay, generator: torch.Generator, env_step: int) -> None:
         """One decision in every row: search, step all environments, store the transitions."""
         obs = torch.from_numpy(self.obs.copy())  # [E, O] (the env may reuse its arrays)
-        out = search(model, obs.to(self.device), self.task, self.action_mask, self.cfg.search, self.cfg.discount,
+        out = search(model, obs.to(self.device), self.task, self.action_mask, self.cfg.search, self.cfg.decision_discount,
                      generator, add_noise=True)
         action = out.action.cpu()  # [E, A]
         result = self.env.step(action.numpy())

@@ -24,6 +24,8 @@ from ezm.workers.logger import RunLogger
 from ezm.workers.rollout import Rollout
 from ezm.workers.run import CHECKPOINT_FILE, build_model, new_run_dir, read_config
 
+PRIORITY_QUANTILES = (0.01, 0.5, 0.99)  # of the stored priorities of every task, in the logs
+
 
 @dataclass(frozen=True)
 class TrainResult:
@@ -99,6 +101,22 @@ class Trainer:
             self.owed_updates -= 1.0
         return metrics
 
+    def _readable(self, metrics: dict[str, torch.Tensor]) -> dict[str, float]:
+        """Plain numbers for the logs: per-task tensors [T] (keys ending in `/task`) become one
+        entry per task name, and the replay's priority quantiles per task are added."""
+        names = [t.name for t in self.tasks]
+        values: dict[str, float] = {}
+        for key, value in metrics.items():
+            if key.endswith("/task"):
+                values.update({f"{key[:-5]}/{name}": float(v) for name, v in zip(names, value.tolist())})
+            else:
+                values[key] = float(value)
+        if len(self.replay):
+            quantiles = self.replay.priority_quantiles(PRIORITY_QUANTILES).tolist()  # [T, Q]
+            for name, row in zip(names, quantiles):
+                values.update({f"priority/q{int(q * 100):02d}/{name}": v for q, v in zip(PRIORITY_QUANTILES, row)})
+        return values
+
     def _evaluate(self) -> EvalResult:
         result = self.evaluator.run(self.learner.model, self.learn_generator, self.env_steps)
         self.logger.log_eval(result)
@@ -129,7 +147,7 @@ class Trainer:
             if self.env_steps >= next_log:
                 now = time.time()
                 rate = (self.learner.updates - last_updates) / max(now - last_time, 1e-9)
-                values = {k: float(v) for k, v in metrics.items()}  # the latest update's, read once per log line
+                values = self._readable(metrics)  # the latest update's, read once per log line
                 self.logger.log_metrics(self.env_steps, {**values, "updates": self.learner.updates,
                                                          "updates_per_s": rate, "time": now - start})
                 bar.set_postfix(updates=self.learner.updates, upd_s=f"{rate:.1f}", score=f"{latest_score:.3f}")
