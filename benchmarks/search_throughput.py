@@ -82,14 +82,14 @@ def run_case(preset: str, device: torch.device, batch: int) -> dict[str, Any]:
     generator = torch.Generator(device="cpu").manual_seed(0)
     task = torch.arange(batch, device=device) % mask.shape[0]  # [B]
     obs = torch.randn(batch, obs_size, generator=generator).to(device)  # [B, O]
-    search(timed, obs[:16], task[:16], mask[task[:16]], cfg.search, cfg.discount, generator, True)  # warm-up
+    search(timed, obs[:16], task[:16], mask[task[:16]], cfg.search, cfg.decision_discount, generator, True)  # warm-up
     walls, fractions = [], []
     load = [os.getloadavg()[0]]
     for _ in range(repeats_for(preset, batch)):
         timed.seconds = 0.0
         sync()
         start = time.perf_counter()
-        search(timed, obs, task, mask[task], cfg.search, cfg.discount, generator, True)
+        search(timed, obs, task, mask[task], cfg.search, cfg.decision_discount, generator, True)
         sync()
         wall = time.perf_counter() - start
         walls.append(wall)

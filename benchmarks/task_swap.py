@@ -40,7 +40,7 @@ def main() -> None:
         told = torch.where(torch.as_tensor(rows, device=evaluator.device), j, evaluator.task)  # [E]
 
         def act(obs: torch.Tensor, counted: np.ndarray) -> torch.Tensor:
-            return search(model, obs, told, evaluator.action_mask, cfg.search, cfg.discount, generator,
+            return search(model, obs, told, evaluator.action_mask, cfg.search, cfg.decision_discount, generator,
                           add_noise=False).action
 
         result = evaluator.run(model, generator, env_steps, act=act)

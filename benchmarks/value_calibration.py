@@ -50,7 +50,7 @@ def main() -> None:
         root = model.initial(obs, evaluator.task)
         values.append(root.values.mean(-1).cpu().numpy())
         counted_steps.append(counted)
-        return search_from_root(model, root, evaluator.task, evaluator.action_mask, cfg.search, cfg.discount,
+        return search_from_root(model, root, evaluator.task, evaluator.action_mask, cfg.search, cfg.decision_discount,
                                 generator, add_noise=False).action
 
     def observe(result: StepResult, counted: np.ndarray) -> None:
@@ -68,8 +68,8 @@ def main() -> None:
     reward = np.array(rewards)  # [L, E], zero after each episode
     # move each row's tail to just after its own last decision: fold discount * tail into that reward
     last = length - 1
-    reward[last, np.arange(reward.shape[1])] += cfg.discount * tail
-    returns = discounted_returns(reward, cfg.discount)  # [L, E]
+    reward[last, np.arange(reward.shape[1])] += cfg.decision_discount * tail
+    returns = discounted_returns(reward, cfg.decision_discount)  # [L, E]
     first_half = counted & (np.arange(counted.shape[0])[:, None] < (length[None, :] + 1) // 2)  # [L, E]
     value = np.array(values)  # [L, E]
     by_task = {}

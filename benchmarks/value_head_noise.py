@@ -40,7 +40,7 @@ def candidate_statistics(model, root: Inference, task: torch.Tensor, candidates:
     rows, k, dims = candidates.shape
     latent = root.latent.repeat_interleave(k, 0)  # [E * K, H]
     out = model.recurrent(latent, candidates.reshape(rows * k, dims), task.repeat_interleave(k))
-    q = (out.reward[:, None] + cfg.discount * out.values).view(rows, k, -1)  # [E, K, V]
+    q = (out.reward[:, None] + cfg.decision_discount * out.values).view(rows, k, -1)  # [E, K, V]
     best_mean = q.mean(-1).argmax(-1)  # [E]
     per_candidate = k if cfg.search.head_draw == "node" else 1
     uniforms = torch.rand(draws, rows, per_candidate, q.shape[-1], generator=generator)  # [D, E, K or 1, V]
@@ -79,7 +79,7 @@ def main() -> None:
 
     def act(obs: torch.Tensor, counted: np.ndarray) -> torch.Tensor:
         root = model.initial(obs, evaluator.task)
-        out = search_from_root(model, root, evaluator.task, evaluator.action_mask, cfg.search, cfg.discount,
+        out = search_from_root(model, root, evaluator.task, evaluator.action_mask, cfg.search, cfg.decision_discount,
                                generator, add_noise=False)
         stats = candidate_statistics(model, root, evaluator.task, out.candidates, cfg, args.draws, generator)
         for name, value in stats.items():
