@@ -1,13 +1,21 @@
-"""`ezm` command line: thin parsing that builds a config and calls one function."""
+"""`ezm` command line: thin parsing that builds a config and calls one function.
+
+Nothing here imports torch before the arguments are parsed (so `ezm --help` answers at
+once): the commands import what they need. Errors users can fix are one line and exit
+code 2; EZM_DEBUG=1 or `ezm --debug` also prints their traceback.
+"""
 from __future__ import annotations
 
 import argparse
 import logging
 import os
+import signal
 import sys
+import traceback
 
 from ezm import config as config_lib
-from ezm.tasks.task import TaskError
+from ezm.tasks.task import EnvironmentNaNError, TaskError
+from ezm.workers.stop import Interrupted, StoppedAtOnce, exit_code
 
 
 class UsageError(Exception):
@@ -27,8 +35,20 @@ def _add_config_args(parser: argparse.ArgumentParser) -> None:
     parser.add_argument("overrides", nargs="*", help="section.field=value, e.g. learn.lr=1e-4 seed=3")
 
 
+def _positive_int(text: str) -> int:
+    try:
+        value = int(text)
+    except ValueError:
+        raise argparse.ArgumentTypeError(f"expected a whole number >= 1, got {text!r}") from None
+    if value < 1:
+        raise argparse.ArgumentTypeError(f"must be >= 1, got {value}")
+    return value
+
+
 def build_parser() -> argparse.ArgumentParser:
     parser = argparse.ArgumentParser(prog="ezm", description="EfficientZero-Multitask in PyTorch")
+    parser.add_argument("--debug", action="store_true",
+                        help="print the traceback of an error too (as does EZM_DEBUG=1)")
     sub = parser.add_subparsers(dest="command", required=True)
 
     tasks = sub.add_parser("tasks", help="show the tasks of a suite with padded sizes and masks")
@@ -41,7 +61,8 @@ def build_parser() -> argparse.ArgumentParser:
 
     evaluate = sub.add_parser("eval", help="play evaluation episodes and print a per-task table")
     evaluate.add_argument("checkpoint", help="a checkpoint file or a run directory")
-    evaluate.add_argument("--episodes", type=int, default=None, help="episodes per task")
+    evaluate.add_argument("--episodes", type=_positive_int, default=None,
+                          help="episodes per task (default: the run's train.eval_episodes)")
     return parser
 
 
@@ -49,12 +70,24 @@ def _suite_spec(args: argparse.Namespace, default: str | None) -> str | None:
     return args.suite or args.tasks or default
 
 
-def _config(args: argparse.Namespace) -> config_lib.Config:
-    overrides = list(args.overrides)
+def _overrides(args: argparse.Namespace) -> list[str]:
+    """The command's overrides, with --suite or --tasks as env.suite (applied last)."""
     spec = _suite_spec(args, None)
-    if spec is not None:
-        overrides.append(f"env.suite={spec}")
-    return config_lib.build(args.preset or "quickstart", args.config, overrides)
+    return [*args.overrides, *([f"env.suite={spec}"] if spec is not None else [])]
+
+
+def _config(args: argparse.Namespace) -> config_lib.Config:
+    return config_lib.build(args.preset or "quickstart", args.config, _overrides(args))
+
+
+def _origin(args: argparse.Namespace) -> str:
+    """Where a new run's config came from, for the start banner."""
+    parts = [f"preset {args.preset or 'quickstart'}"]
+    if args.config is not None:
+        parts.append(f"file {args.config}")
+    overrides = _overrides(args)
+    parts.append(f"overrides {' '.join(overrides)}" if overrides else "no overrides")
+    return ", ".join(parts)
 
 
 def cmd_tasks(args: argparse.Namespace) -> None:
@@ -73,15 +106,12 @@ def cmd_train(args: argparse.Namespace) -> None:
                              "give no suite, preset, config file or overrides with it")
         from ezm.workers.trainer import resume
 
-        result = resume(args.resume)
+        result = resume(args.resume, origin=f"{os.path.abspath(args.resume)}/config.yaml (resumed)")
     else:
-        from ezm.tasks.registry import resolve
-
         cfg = _config(args)
-        resolve(cfg.env.suite)  # unknown or uninstalled tasks fail here, before anything is built
-        from ezm.workers.trainer import train
+        from ezm.workers.trainer import train  # which refuses unusable tasks before anything is built
 
-        result = train(cfg)
+        result = train(cfg, origin=_origin(args))
     print(result.report())
 
 
@@ -101,17 +131,29 @@ def _headless_rendering() -> None:
         os.environ.setdefault("MUJOCO_GL", "egl")
 
 
+def _debug(args: argparse.Namespace) -> bool:
+    return args.debug or os.environ.get("EZM_DEBUG", "") not in ("", "0")
+
+
 def main(argv: list[str] | None = None) -> int:
     _headless_rendering()
     logging.getLogger("absl").setLevel(logging.ERROR)  # dm_control's deprecation notices on model load
-    from ezm.learning.checkpoint import CheckpointError
-
     args = build_parser().parse_args(argv)
+    from ezm.learning.checkpoint import CheckpointError  # imports torch: after parsing
+
     try:
         COMMANDS[args.command](args)
-    except (TaskError, config_lib.ConfigError, CheckpointError, UsageError) as err:
+    except (TaskError, config_lib.ConfigError, CheckpointError, UsageError, EnvironmentNaNError) as err:
+        if _debug(args):
+            traceback.print_exc()
         print(f"ezm: error: {err}", file=sys.stderr)
         return 2
+    except (Interrupted, StoppedAtOnce) as stop:
+        print(f"ezm: {stop}", file=sys.stderr)
+        return exit_code(stop.signum)
+    except KeyboardInterrupt:  # Ctrl-C before training started: nothing to keep
+        print("ezm: interrupted", file=sys.stderr)
+        return exit_code(signal.SIGINT)
     return 0
 
 

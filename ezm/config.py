@@ -310,32 +310,117 @@ TD_BOOTSTRAPS = ("search", "mean")
 HEAD_DRAWS = ("node", "search")
 
 
+AT_LEAST = {  # field -> the smallest value any run can use
+    "env.copies_per_task": 1, "env.action_repeat": 1,
+    "model.hidden": 1, "model.blocks": 0, "model.head_hidden": 1, "model.task_embedding_dim": 1,
+    "model.action_embedding_dim": 1, "model.value_heads": 1,
+    "model.projector_hidden": 1, "model.projector_out": 1, "model.predictor_hidden": 1, "model.support_bins": 2,
+    "search.simulations": 1, "search.root_actions": 1, "search.child_actions": 1, "search.c_visit": 0.0,
+    "search.value_min_heads": 1, "search.gumbel_scale": 0.0,
+    "replay.capacity_per_task": 1, "replay.priority_alpha": 0.0, "replay.priority_beta": 0.0,
+    "learn.batch_size": 1, "learn.unroll": 1, "learn.td_steps": 1,
+    "learn.weight_decay": 0.0, "learn.reward_coef": 0.0, "learn.value_coef": 0.0, "learn.policy_coef": 0.0,
+    "learn.consistency_coef": 0.0, "learn.path_coef": 0.0, "learn.entropy_coef": 0.0,
+    "learn.latent_grad_scale": 0.0, "learn.target_update_interval": 1, "learn.rule_switch_updates": 0,
+    "learn.rule_age": 0, "learn.reanalyze_simulations": 1, "learn.warmup_steps": 0,
+    "train.env_steps_per_task": 1, "train.eval_interval": 1, "train.eval_episodes": 1,
+    "train.checkpoint_interval": 1, "train.log_interval": 1,
+}
+POSITIVE = ("search.root_widen", "search.eval_root_widen", "search.c_scale", "learn.lr", "learn.grad_clip",
+            "learn.reanalyze_root_widen", "learn.replay_ratio", "model.policy_init_std")  # fields that must be > 0
+
+
+def _field(cfg: Config, name: str) -> Any:
+    value: Any = cfg
+    for part in name.split("."):
+        value = getattr(value, part)
+    return value
+
+
+def _kind(value: Any) -> str:
+    return "an integer" if isinstance(value, int) else "a finite number"
+
+
+def _range_problems(cfg: Config) -> list[str]:
+    """Counts, sizes, rates and coefficients outside the range any run can use."""
+    problems = []
+    for name, low in AT_LEAST.items():
+        value = _field(cfg, name)
+        if not (value >= low and math.isfinite(value)):
+            problems.append(f"{name} must be {_kind(value)} >= {low}, got {value}")
+    for name in POSITIVE:
+        value = _field(cfg, name)
+        if not 0.0 < value < math.inf:
+            problems.append(f"{name} must be positive (a finite number > 0), got {value}")
+    dropout, warmup, final = cfg.model.dropout, cfg.learn.lr_warmup, cfg.learn.lr_final
+    for name, value, within, interval in (
+            ("model.dropout", dropout, 0.0 <= dropout < 1.0, "[0, 1)"),
+            ("learn.lr_warmup", warmup, 0.0 <= warmup <= 1.0, "[0, 1]"),
+            ("learn.lr_final", final, 0.0 <= final <= 1.0, "[0, 1] (a fraction of learn.lr)")):
+        if not within:
+            problems.append(f"{name} must lie in {interval}, got {value}")
+    if not 0.0 < cfg.discount <= 1.0:
+        problems.append(f"discount must lie in (0, 1], got {cfg.discount}")
+    if not 1 <= cfg.search.root_policy_samples <= cfg.search.root_actions:
+        problems.append(f"search.root_policy_samples must lie in [1, search.root_actions = "
+                        f"{cfg.search.root_actions}], got {cfg.search.root_policy_samples}")
+    return problems
+
+
+def _device_problem(device: str) -> str | None:
+    """Why `device` cannot hold a model on this machine, or None where it can."""
+    import torch  # here, not at the top: `ezm --help` must not wait for torch
+
+    try:
+        parsed = torch.device(device)
+    except (RuntimeError, ValueError):
+        return f"device must be cpu, cuda, cuda:N or mps, got {device!r}"
+    if parsed.type == "cpu":
+        return None
+    if parsed.type == "cuda":
+        count = torch.cuda.device_count() if torch.cuda.is_available() else 0
+        if count == 0:
+            return (f"device {device!r}: CUDA is not available here (torch {torch.__version__}, "
+                    f"CUDA build {torch.version.cuda or 'none'}); use device=cpu")
+        if (parsed.index or 0) >= count:
+            return f"device {device!r}: this machine has {count} CUDA device(s), cuda:0 to cuda:{count - 1}"
+        return None
+    if parsed.type == "mps":
+        available = torch.backends.mps.is_available()
+        return None if available else f"device {device!r}: MPS is not available here; use device=cpu"
+    return f"device must be cpu, cuda, cuda:N or mps, got {device!r}"
+
+
 def validate(cfg: Config) -> Config:
     """Refuse field values that no run can use, naming every offending field; returns cfg."""
-    problems = []
+    problems = _range_problems(cfg)
     for name, value, choices in (("learn.value_target", cfg.learn.value_target, VALUE_TARGETS),
                                  ("learn.policy_target", cfg.learn.policy_target, POLICY_TARGETS),
                                  ("learn.td_bootstrap", cfg.learn.td_bootstrap, TD_BOOTSTRAPS),
                                  ("search.head_draw", cfg.search.head_draw, HEAD_DRAWS)):
         if value not in choices:
             problems.append(f"{name} must be one of {', '.join(choices)}, got {value!r}")
-    if not -10.0 <= cfg.model.policy_log_std_min < math.log(cfg.model.policy_init_std) < 2.0:
+    if cfg.model.policy_init_std > 0.0 and not (
+            -10.0 <= cfg.model.policy_log_std_min < math.log(cfg.model.policy_init_std) < 2.0):
         problems.append(f"model.policy_log_std_min must lie in [-10, log(model.policy_init_std)) and "
                         f"policy_init_std below e^2, got {cfg.model.policy_log_std_min} and {cfg.model.policy_init_std}")
-    for name, value in (("search.root_widen", cfg.search.root_widen),
-                        ("search.eval_root_widen", cfg.search.eval_root_widen),
-                        ("learn.reanalyze_root_widen", cfg.learn.reanalyze_root_widen)):
-        if not value > 0.0:
-            problems.append(f"{name} must be positive (a std multiplier), got {value}")
-    if not 0.0 <= cfg.learn.lr_final <= 1.0:
-        problems.append(f"learn.lr_final must lie in [0, 1] (a fraction of learn.lr), got {cfg.learn.lr_final}")
     for name, (low, high) in (("model.reward_range", cfg.model.reward_range),
                               ("model.value_range", cfg.model.value_range)):
         if not low < high:
             problems.append(f"{name} must be [low, high] with low < high, got [{low}, {high}]")
+    device = _device_problem(cfg.device)
+    if device is not None:
+        problems.append(device)
     if problems:
         raise ConfigError("; ".join(problems))
     return cfg
+
+
+def validate_tasks(cfg: Config, num_tasks: int) -> None:
+    """Refuse settings that the suite's task count rules out (checked where tasks are resolved)."""
+    if cfg.replay.independent and cfg.learn.batch_size < num_tasks:
+        raise ConfigError(f"learn.batch_size must be >= the number of tasks ({num_tasks} in "
+                          f"{cfg.env.suite!r}) with replay.independent=true, got {cfg.learn.batch_size}")
 
 
 def save(cfg: Config, path: str | Path) -> None:

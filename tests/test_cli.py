@@ -1,5 +1,6 @@
 """The `ezm` command: task tables, one-line errors without tracebacks."""
 import importlib.util
+import os
 import subprocess
 import sys
 
@@ -51,3 +52,97 @@ def test_humanoidbench_suite_without_the_package_is_one_clear_line():
         out = run(command, "--suite", "hb-medium")
         assert out.returncode == 2 and "Traceback" not in out.stderr
         assert "humanoid_bench" in out.stderr and "docs/humanoidbench.md" in out.stderr
+
+
+@pytest.mark.parametrize("override, message", [
+    ("env.copies_per_task=0", "env.copies_per_task must be an integer >= 1, got 0"),
+    ("search.simulations=-1", "search.simulations must be an integer >= 1, got -1"),
+    ("learn.lr=-1", "learn.lr must be positive"),
+    ("discount=1.5", "discount must lie in (0, 1], got 1.5"),
+    ("train.env_steps_per_task=-5", "train.env_steps_per_task must be an integer >= 1, got -5"),
+    ("device=cuda:99", "device 'cuda:99'"),
+    ("learn.batch_size=3", "learn.batch_size must be >= the number of tasks (4 in 'dmc-cartpole')"),
+])
+def test_unusable_settings_are_one_line_before_any_run_directory(tmp_path, override, message):
+    out = run("train", "--suite", "dmc-cartpole", f"train.run_dir={tmp_path}", override)
+    assert out.returncode == 2, out.stderr
+    lines = out.stderr.strip().splitlines()
+    assert len(lines) == 1 and lines[0].startswith("ezm: error: ") and message in lines[0]
+    assert not any(tmp_path.iterdir())  # refused before a run directory or environment was made
+
+
+def test_ezm_debug_shows_the_traceback_too():
+    for extra_env, args in (({"EZM_DEBUG": "1"}, ()), ({}, ("--debug",))):
+        out = subprocess.run([sys.executable, "-m", "ezm.cli", *args, "train", "--suite", "dmc-cartpole",
+                              "learn.lr=-1"], capture_output=True, text=True, timeout=300,
+                             env={**os.environ, **extra_env})
+        assert out.returncode == 2
+        assert "Traceback" in out.stderr and "ConfigError" in out.stderr
+        assert out.stderr.strip().splitlines()[-1].startswith("ezm: error: learn.lr must be positive")
+
+
+def test_help_answers_without_importing_torch():
+    for args in (["--help"], ["train", "--help"], ["eval", "--help"]):
+        code = ("import sys\nfrom ezm import cli\ntry:\n    cli.main(%r)\nexcept SystemExit:\n    pass\n"
+                "print(sorted(m for m in sys.modules if m.split('.')[0] in ('torch', 'dm_control', 'mujoco')))")
+        out = subprocess.run([sys.executable, "-c", code % args], capture_output=True, text=True, timeout=60)
+        assert out.returncode == 0, out.stderr
+        assert out.stdout.strip().splitlines()[-1] == "[]", f"{args} imported {out.stdout.splitlines()[-1]}"
+
+
+@pytest.mark.parametrize("episodes", ["0", "-2", "many"])
+def test_eval_refuses_episodes_below_one(tmp_path, episodes):
+    out = run("eval", str(tmp_path), "--episodes", episodes)
+    assert out.returncode == 2 and "--episodes" in out.stderr and "Traceback" not in out.stderr
+    assert "must be >= 1" in out.stderr or "whole number" in out.stderr
+
+
+def test_eval_refuses_a_checkpoint_of_another_config_than_its_directory(tmp_path):
+    from ezm import config as C
+    from ezm.workers.trainer import Trainer
+
+    cfg = C.build("quickstart", overrides=["env.suite=cartpole-balance", "env.copies_per_task=1",
+                                           "train.progress=false", f"train.run_dir={tmp_path}"])
+    trainer = Trainer(cfg, tmp_path)
+    trainer.save()
+    trainer.env.close()
+    C.save(C.merge(cfg, {"model": {"hidden": 32}}), tmp_path / "config.yaml")
+    out = run("eval", str(tmp_path), "--episodes", "1")
+    assert out.returncode == 2 and "Traceback" not in out.stderr
+    assert len(out.stderr.strip().splitlines()) == 1
+    assert "config differs" in out.stderr and "model.hidden: checkpoint 64, run 32" in out.stderr
+
+
+NAN_TRAIN = '''
+import sys
+import gymnasium
+import numpy as np
+from ezm import cli
+
+class NaNAtFive(gymnasium.Env):
+    """Observation [t, t]; NaN only at simulator step 5 (inside the second 4-step repeat)."""
+    action_space = gymnasium.spaces.Box(-1.0, 1.0, (1,), np.float32)
+    observation_space = gymnasium.spaces.Box(-np.inf, np.inf, (2,), np.float32)
+
+    def reset(self, *, seed=None, options=None):
+        super().reset(seed=seed)
+        self.t = 0
+        return np.zeros(2, np.float32), {}
+
+    def step(self, action):
+        self.t += 1
+        obs = np.full(2, np.nan if self.t == 5 else self.t, np.float32)
+        return obs, 0.0, False, False, {}
+
+gymnasium.register(id="ezmtest/NaNAtFive-v0", entry_point=NaNAtFive, max_episode_steps=40)
+sys.exit(cli.main(sys.argv[1:]))
+'''
+
+
+def test_a_nan_inside_an_action_repeat_stops_training_with_one_line(tmp_path):
+    out = subprocess.run([sys.executable, "-c", NAN_TRAIN, "train", "--tasks", "ezmtest/NaNAtFive-v0",
+                          "env.copies_per_task=1", "env.action_repeat=4", "train.progress=false",
+                          f"train.run_dir={tmp_path}"], capture_output=True, text=True, timeout=300)
+    assert out.returncode == 2, out.stderr
+    assert out.stderr.strip().splitlines() == [
+        "ezm: error: task 'ezmtest/NaNAtFive-v0' copy 0 returned NaN or inf at episode step 5"]

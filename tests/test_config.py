@@ -1,5 +1,6 @@
 """The config tree: presets, YAML and overrides, round trips, refusal of bad keys and types."""
 import dataclasses
+import re
 
 import pytest
 
@@ -62,10 +63,81 @@ def test_round_trip_through_yaml(tmp_path):
     ("model.value_range=[5,-5]", "model.value_range must be"),
     ("search.eval_root_widen=0", "search.eval_root_widen must be positive"),
     ("search.root_widen=-1", "search.root_widen must be positive"),
+    ("env.copies_per_task=0", "env.copies_per_task must be an integer >= 1, got 0"),
+    ("env.action_repeat=0", "env.action_repeat must be an integer >= 1"),
+    ("search.simulations=0", "search.simulations must be an integer >= 1, got 0"),
+    ("search.simulations=-1", "search.simulations must be an integer >= 1, got -1"),
+    ("search.root_actions=0", "search.root_actions must be an integer >= 1"),
+    ("search.root_policy_samples=9", "search.root_policy_samples must lie in [1, search.root_actions = 8], got 9"),
+    ("search.root_policy_samples=0", "search.root_policy_samples must lie in [1,"),
+    ("search.child_actions=0", "search.child_actions must be an integer >= 1"),
+    ("model.hidden=0", "model.hidden must be an integer >= 1"),
+    ("model.value_heads=0", "model.value_heads must be an integer >= 1"),
+    ("model.support_bins=1", "model.support_bins must be an integer >= 2"),
+    ("model.dropout=1", "model.dropout must lie in [0, 1)"),
+    ("model.policy_init_std=0", "model.policy_init_std must be positive"),
+    ("learn.batch_size=0", "learn.batch_size must be an integer >= 1, got 0"),
+    ("learn.unroll=0", "learn.unroll must be an integer >= 1"),
+    ("learn.td_steps=0", "learn.td_steps must be an integer >= 1"),
+    ("learn.reanalyze_simulations=0", "learn.reanalyze_simulations must be an integer >= 1"),
+    ("learn.target_update_interval=0", "learn.target_update_interval must be an integer >= 1"),
+    ("learn.lr=-1", "learn.lr must be positive (a finite number > 0), got -1.0"),
+    ("learn.lr=0", "learn.lr must be positive"),
+    ("learn.lr=nan", "learn.lr must be positive"),
+    ("learn.lr=inf", "learn.lr must be positive"),
+    ("learn.weight_decay=-1e-5", "learn.weight_decay must be a finite number >= 0.0"),
+    ("learn.entropy_coef=-1", "learn.entropy_coef must be a finite number >= 0.0"),
+    ("learn.value_coef=nan", "learn.value_coef must be a finite number >= 0.0"),
+    ("learn.replay_ratio=0", "learn.replay_ratio must be positive"),
+    ("learn.lr_warmup=2", "learn.lr_warmup must lie in [0, 1]"),
+    ("learn.warmup_steps=-1", "learn.warmup_steps must be an integer >= 0"),
+    ("replay.capacity_per_task=0", "replay.capacity_per_task must be an integer >= 1"),
+    ("train.env_steps_per_task=-5", "train.env_steps_per_task must be an integer >= 1, got -5"),
+    ("train.eval_interval=0", "train.eval_interval must be an integer >= 1"),
+    ("train.checkpoint_interval=0", "train.checkpoint_interval must be an integer >= 1"),
+    ("train.log_interval=0", "train.log_interval must be an integer >= 1"),
+    ("train.eval_episodes=0", "train.eval_episodes must be an integer >= 1"),
+    ("discount=1.5", "discount must lie in (0, 1], got 1.5"),
+    ("discount=0", "discount must lie in (0, 1]"),
+    ("device=gpu", "device must be cpu, cuda, cuda:N or mps, got 'gpu'"),
+    ("device=cuda:99", "device 'cuda:99': "),
 ])
 def test_bad_keys_and_types_are_refused_naming_the_key(override, message):
-    with pytest.raises(C.ConfigError, match=message.replace(".", r"\.")):
+    with pytest.raises(C.ConfigError, match=re.escape(message)):
         C.build("dmc", overrides=[override])
+
+
+def test_the_edges_of_every_range_are_accepted():
+    cfg = C.build("dmc", overrides=["discount=1", "model.blocks=0", "learn.warmup_steps=0", "learn.entropy_coef=0",
+                                    "search.root_policy_samples=8", "search.gumbel_scale=0", "model.dropout=0",
+                                    "search.simulations=1", "learn.batch_size=1", "env.copies_per_task=1"])
+    assert (cfg.discount, cfg.model.blocks, cfg.search.root_policy_samples) == (1.0, 0, 8)
+
+
+def test_every_problem_is_named_in_one_line():
+    with pytest.raises(C.ConfigError) as err:
+        C.build("dmc", overrides=["env.copies_per_task=0", "learn.lr=-1", "discount=1.5"])
+    message = str(err.value)
+    assert "\n" not in message
+    assert all(name in message for name in ("env.copies_per_task", "learn.lr", "discount"))
+
+
+def test_cuda_without_cuda_is_refused_with_the_reason():
+    import torch
+
+    if torch.cuda.is_available():
+        pytest.skip("CUDA is available here")
+    with pytest.raises(C.ConfigError, match="device 'cuda': CUDA is not available here.*use device=cpu"):
+        C.build("dmc", overrides=["device=cuda"])
+
+
+def test_a_batch_smaller_than_the_task_count_is_refused_with_independent_replay():
+    cfg = C.build("dmc", overrides=["learn.batch_size=3"])  # dmc-cartpole: 4 tasks
+    with pytest.raises(C.ConfigError, match=re.escape("learn.batch_size must be >= the number of tasks (4 in "
+                                                      "'dmc-cartpole') with replay.independent=true, got 3")):
+        C.validate_tasks(cfg, 4)
+    C.validate_tasks(C.merge(cfg, {"replay": {"independent": False}}), 4)  # a pooled buffer takes any batch
+    C.validate_tasks(cfg, 3)
 
 
 def test_unknown_key_suggests_the_closest():

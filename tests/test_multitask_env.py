@@ -39,7 +39,8 @@ class CountingEnv(gymnasium.Env):
 
 
 for _id, _kwargs in [("Counting-v0", {}), ("Terminating-v0", {"terminate_at": 3}),
-                     ("NaNObs-v0", {"nan_at": 2}), ("NaNReward-v0", {"nan_at": 2, "nan_in": "reward"})]:
+                     ("NaNObs-v0", {"nan_at": 2}), ("NaNReward-v0", {"nan_at": 2, "nan_in": "reward"}),
+                     ("NaNObsAt5-v0", {"nan_at": 5}), ("NaNRewardAt5-v0", {"nan_at": 5, "nan_in": "reward"})]:
     gymnasium.register(id=f"ezmtest/{_id}", entry_point=CountingEnv, kwargs=_kwargs, max_episode_steps=6)
 
 
@@ -155,6 +156,19 @@ def test_nan_is_reported_with_task_copy_and_step(task):
     env.step(np.zeros((4, 3)))
     with pytest.raises(EnvironmentNaNError, match=f"{task}.*copy 0.*episode step 2"):
         env.step(np.zeros((4, 3)))
+    env.close()
+
+
+@pytest.mark.parametrize("task", ["ezmtest/NaNObsAt5-v0", "ezmtest/NaNRewardAt5-v0"])
+def test_nan_inside_an_action_repeat_is_caught_at_its_simulator_step(task):
+    """NaN at simulator step 5 of 4-step repeats: the second decision's first step, whose last
+    step is finite again, so checking only a repeat's last observation would miss it."""
+    env = MultiTaskEnv(resolve(f"ezmtest/Counting-v0,{task}"), copies=2, seed=0, action_repeat=4)
+    env.reset()
+    env.step(np.zeros((4, 3)))
+    with pytest.raises(EnvironmentNaNError, match=f"task '{task}' copy 0 returned NaN or inf at episode step 5$"):
+        env.step(np.zeros((4, 3)))
+    assert len(_counting(env, 2).received) == 5  # stopped at the NaN, not at the end of the repeat
     env.close()
 
 

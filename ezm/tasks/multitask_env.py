@@ -4,10 +4,12 @@ Rows are task-major: row = task_id * copies + copy. Observations are zero-padded
 largest task's size O; actions live in [-1, 1]^A for the largest action size A, and each row
 cuts them to its task's size and rescales them to the task's bounds before stepping, so
 masked dims never reach an environment. Rows whose episode ended stay ended until
-`reset_rows`; stepping them again is refused.
+`reset_rows`; stepping them again is refused. Every simulator step of an action repeat is
+checked for NaN or inf (EnvironmentNaNError names the task, copy and episode step).
 """
 from __future__ import annotations
 
+import math
 from dataclasses import dataclass
 
 import numpy as np
@@ -100,8 +102,10 @@ class MultiTaskEnv:
             total = 0.0
             for _ in range(self.action_repeat):
                 obs, reward, terminated, truncated = env.step(action)
-                total += reward
                 self.episode_steps[row] += 1
+                if not (math.isfinite(reward) and np.isfinite(obs).all()):  # every simulator step of the repeat
+                    raise self._nan_error(row)
+                total += reward
                 if terminated or truncated:
                     break
             self._obs[row, : self._obs_sizes[row]] = obs
@@ -109,19 +113,20 @@ class MultiTaskEnv:
             self._terminated[row] = terminated
             self._truncated[row] = truncated
         np.logical_or(self._terminated, self._truncated, out=self._ended)
-        self._check_finite(self._obs, self._reward, np.arange(self.num_envs))
         return StepResult(obs=self._obs.copy(), reward=self._reward.copy(), terminated=self._terminated.copy(),
                           truncated=self._truncated.copy(), task_ids=self.task_ids)
 
     def _check_finite(self, obs: np.ndarray, reward: np.ndarray, rows: np.ndarray) -> None:
-        """Raise EnvironmentNaNError naming the first row of `rows` with a NaN or inf."""
+        """Raise EnvironmentNaNError naming the first row of `rows` with a NaN or inf (after resets)."""
         if np.isfinite(obs).all() and np.isfinite(reward).all():
             return
         finite = np.isfinite(obs).all(axis=1) & np.isfinite(reward)  # [len(rows)]
-        row = int(rows[np.flatnonzero(~finite)[0]])
+        raise self._nan_error(int(rows[np.flatnonzero(~finite)[0]]))
+
+    def _nan_error(self, row: int) -> EnvironmentNaNError:
         task = self.tasks[self.task_ids[row]]
-        raise EnvironmentNaNError(f"task {task.name!r} copy {row % self.copies} returned NaN or inf "
-                                  f"at episode step {self.episode_steps[row]}")
+        return EnvironmentNaNError(f"task {task.name!r} copy {row % self.copies} returned NaN or inf "
+                                   f"at episode step {self.episode_steps[row]}")
 
     def seed_state(self) -> list[dict]:
         """The reset-seed stream of every row, as plain data (for checkpoints)."""

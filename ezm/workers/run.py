@@ -48,11 +48,13 @@ def build_model(cfg: config_lib.Config, tasks: list[Task], obs_size: int, action
 
 def load_for_eval(path: Path) -> tuple[config_lib.Config, WorldModel, list[Task], int]:
     """Config, model (eval mode), tasks and env steps per task of a run dir or checkpoint file."""
-    checkpoint = path / CHECKPOINT_FILE if path.is_dir() else path
-    if path.is_dir():
-        read_config(path)
-    cfg = config_lib.from_dict(checkpoint_config(checkpoint))
-    state = load_checkpoint(checkpoint)
+    if path.is_dir():  # the checkpoint must belong to the directory's config, as on resume
+        cfg = read_config(path)
+        state = load_checkpoint(path / CHECKPOINT_FILE, config_lib.to_dict(cfg),
+                                defaults=config_lib.to_dict(config_lib.Config()))
+    else:
+        cfg = config_lib.from_dict(checkpoint_config(path))
+        state = load_checkpoint(path)
     tasks = resolve(cfg.env.suite)
     mask = action_masks(tasks)  # [T, A]
     model = build_model(cfg, tasks, max(t.obs_size for t in tasks), mask.shape[1], mask)

@@ -2,7 +2,8 @@
 
 `train(cfg)` starts a run directory; `resume(run_dir)` continues one from its checkpoint
 (model, optimiser, target model, replay, generators and counters), so a killed run goes on
-as if it had not stopped, except that episodes open at the kill start again.
+as if it had not stopped, except that episodes open at the kill start again. SIGINT and
+SIGTERM stop a run after its current step with a checkpoint to resume from (see `stop`).
 """
 from __future__ import annotations
 
@@ -19,10 +20,12 @@ from ezm.learning.learner import Learner
 from ezm.replay.buffer import Replay
 from ezm.tasks.multitask_env import MultiTaskEnv
 from ezm.tasks.registry import resolve
+from ezm.tasks.task import Task
 from ezm.workers.evaluate import EvalResult, Evaluator
 from ezm.workers.logger import RunLogger
 from ezm.workers.rollout import Rollout
 from ezm.workers.run import CHECKPOINT_FILE, build_model, new_run_dir, read_config
+from ezm.workers.stop import Interrupted, StopRequests
 
 PRIORITY_QUANTILES = (0.01, 0.5, 0.99)  # of the stored priorities of every task, in the logs
 
@@ -44,7 +47,7 @@ class Trainer:
     def __init__(self, cfg: config_lib.Config, run_dir: Path):
         self.cfg, self.run_dir = cfg, run_dir
         torch.manual_seed(cfg.seed)
-        self.tasks = resolve(cfg.env.suite)
+        self.tasks = checked_tasks(cfg)
         self.env = MultiTaskEnv(self.tasks, copies=cfg.env.copies_per_task, seed=cfg.seed,
                                 action_repeat=cfg.env.action_repeat)
         model = build_model(cfg, self.tasks, self.env.obs_size, self.env.action_size, self.env.task_action_mask)
@@ -122,7 +125,28 @@ class Trainer:
         self.logger.log_eval(result)
         return result
 
-    def run(self) -> TrainResult:
+    def banner(self, origin: str) -> str:
+        """What the run is, printed before its progress bar: where it writes, its tasks with
+        their sizes, where its config came from, the device and torch's thread count."""
+        lines = [f"ezm train: run directory {self.run_dir.resolve()}",
+                 f"  {len(self.tasks)} task(s), observations padded to {self.env.obs_size}, "
+                 f"actions to {self.env.action_size}:"]
+        lines += [f"    {t.name}: obs {t.obs_size}, action {t.action_size}" for t in self.tasks]
+        lines += [f"  config: {origin}",
+                  f"  from {self.env_steps} to {self.cfg.train.env_steps_per_task} env steps per task, "
+                  f"device {self.cfg.device}, {torch.get_num_threads()} torch thread(s)"]
+        return "\n".join(lines)
+
+    def run(self, origin: str | None = None) -> TrainResult:
+        """Train to the budget, printing the banner first when `origin` (where the config came
+        from) is given. A SIGINT or SIGTERM stops it after the current step with a checkpoint
+        (raising Interrupted); a second one stops it at once."""
+        with StopRequests() as stop:
+            if origin is not None:
+                print(self.banner(origin), flush=True)
+            return self._loop(stop)
+
+    def _loop(self, stop: StopRequests) -> TrainResult:
         cfg, train = self.cfg, self.cfg.train
         start = time.time()
         steps_per_decision = cfg.env.action_repeat * cfg.env.copies_per_task  # per task, per batched step
@@ -158,24 +182,40 @@ class Trainer:
             if next_checkpoint <= self.env_steps < train.env_steps_per_task:
                 self.save()
                 next_checkpoint += train.checkpoint_interval
+            if stop.signum is not None and self.env_steps < train.env_steps_per_task:
+                bar.close()
+                self.save()
+                self._close()
+                raise Interrupted(stop.signum, self.run_dir.resolve(), self.env_steps)
         bar.close()
         final = self._evaluate()
         self.save()
+        self._close()
+        return TrainResult(self.run_dir, final, time.time() - start, self.learner.updates)
+
+    def _close(self) -> None:
         self.logger.close()
         self.evaluator.close()
         self.env.close()
-        return TrainResult(self.run_dir, final, time.time() - start, self.learner.updates)
 
 
-def train(cfg: config_lib.Config) -> TrainResult:
-    """Train a new run; returns its final evaluation and where it was written."""
-    resolve(cfg.env.suite)
-    return Trainer(cfg, new_run_dir(cfg)).run()
+def checked_tasks(cfg: config_lib.Config) -> list[Task]:
+    """The tasks of cfg.env.suite, after the checks that need their number (before any env is built)."""
+    tasks = resolve(cfg.env.suite)
+    config_lib.validate_tasks(cfg, len(tasks))
+    return tasks
 
 
-def resume(run_dir: str | Path) -> TrainResult:
-    """Continue a run from its checkpoint, as if it had not stopped."""
+def train(cfg: config_lib.Config, origin: str | None = None) -> TrainResult:
+    """Train a new run; returns its final evaluation and where it was written. With `origin`
+    (where the config came from, e.g. the preset and overrides) a start banner is printed."""
+    checked_tasks(cfg)  # unusable tasks or settings fail before the run directory is made
+    return Trainer(cfg, new_run_dir(cfg)).run(origin)
+
+
+def resume(run_dir: str | Path, origin: str | None = None) -> TrainResult:
+    """Continue a run from its checkpoint, as if it had not stopped (`origin` as in `train`)."""
     run_dir = Path(run_dir)
     trainer = Trainer(read_config(run_dir), run_dir)
     trainer.load()
-    return trainer.run()
+    return trainer.run(origin)
