@@ -89,7 +89,7 @@ class LearnConfig:
     reward_coef: float = 1.0  # weight of the reward cross-entropy
     value_coef: float = 0.5  # weight of the value cross-entropy (every ensemble head)
     policy_coef: float = 1.0  # weight of the policy loss
-    policy_target: str = "release"  # "release": MLE of the searched action, CE with the improved policy on 1-D tasks; "action": MLE everywhere
+    policy_target: str = "release"  # "release": MLE of the searched action, CE with the improved policy on 1-D tasks; "action": MLE everywhere; "improved": CE everywhere
     consistency_coef: float = 5.0  # weight of the SimSiam temporal consistency loss
     path_coef: float = 0.5  # weight of the path consistency loss
     entropy_coef: float = 5e-3  # weight of the policy entropy bonus
@@ -305,7 +305,7 @@ def build(preset_name: str = "dmc", config_file: str | Path | None = None,
 
 
 VALUE_TARGETS = ("mixed", "rule", "td")
-POLICY_TARGETS = ("action", "release")
+POLICY_TARGETS = ("action", "release", "improved")
 TD_BOOTSTRAPS = ("search", "mean")
 HEAD_DRAWS = ("node", "search")
 

@@ -11,7 +11,7 @@ import torch
 
 from ezm import config as C
 from ezm.learning.learner import learning_rate
-from ezm.learning.losses import _policy_loss
+from ezm.learning.losses import _policy_loss, improved_rows
 from ezm.learning.targets import Targets, reanalyze, td_targets
 from ezm.workers.trainer import Trainer
 
@@ -78,6 +78,13 @@ def test_policy_loss_is_the_searched_action_mle_or_the_improved_policy_ce():
     torch.testing.assert_close(_policy_loss(mean, std, targets, mask, None), mle)
     rows = torch.tensor([True, False, True])
     torch.testing.assert_close(_policy_loss(mean, std, targets, mask, rows), torch.where(rows[:, None], ce, mle))
+
+
+def test_policy_targets_pick_the_rows_fitted_to_the_improved_policy():
+    mask = torch.tensor([[1.0, 0.0, 0.0], [1.0, 1.0, 0.0], [1.0, 1.0, 1.0], [1.0, 0.0, 0.0]])  # 1-D, 2-D, 3-D, 1-D
+    assert improved_rows("action", mask) is None
+    assert improved_rows("release", mask).tolist() == [True, False, False, True]
+    assert improved_rows("improved", mask).tolist() == [True, True, True, True]
 
 
 def test_td_bootstrap_mean_uses_the_ensemble_mean_and_never_lies_below_the_all_heads_minimum(tmp_path):

@@ -2,8 +2,8 @@
 
 Per row: reward cross-entropy, value cross-entropy on every ensemble head, policy MLE of the
 searched action (with `learn.policy_target=release`, the cross-entropy with the improved policy
-over the candidates for 1-D action tasks), entropy bonus, SimSiam temporal consistency and
-path consistency. Row losses are weighted by the replay importance weights, averaged within
+over the candidates for 1-D action tasks; with `improved`, for every task), entropy bonus,
+SimSiam temporal consistency and path consistency. Row losses are weighted by the replay importance weights, averaged within
 each task and summed over tasks (a task's share of the batch may be one row more or less than
 another's).
 
@@ -63,6 +63,17 @@ def _policy_loss(mean: torch.Tensor, std: torch.Tensor, targets: Targets, mask: 
     return torch.where(improved[:, None], full_ce, mle)
 
 
+def improved_rows(policy_target: str, action_mask: torch.Tensor) -> torch.Tensor | None:
+    """[B] rows whose policy is fitted by the CE with the improved policy (the rest by the MLE of
+    the searched action), from their action masks [B, A]: the release's rule takes 1-D tasks,
+    "improved" every task (a weighted fit to all root candidates), "action" none (None)."""
+    if policy_target == "action":
+        return None
+    if policy_target == "release":
+        return action_mask.sum(-1) == 1
+    return torch.ones(action_mask.shape[0], dtype=torch.bool, device=action_mask.device)
+
+
 def _sum_of_task_means(row_loss: torch.Tensor, task: torch.Tensor, num_tasks: int,
                       per_task: bool) -> torch.Tensor:
     """Paper eq. 9: the sum over tasks of each task's mean row loss [B] -> []. A pooled batch
@@ -80,8 +91,7 @@ def compute_losses(model: WorldModel, batch: Batch, targets: Targets, cfg: Confi
     b = batch.obs.shape[0]
     task = batch.task  # [B]
     action_mask = model.task_action_mask[task]  # [B, A]
-    # the release's CE with the improved policy, for 1-D tasks only (see LearnConfig.policy_target)
-    improved = action_mask.sum(-1) == 1 if learn.policy_target == "release" else None  # [B]
+    improved = improved_rows(learn.policy_target, action_mask)  # [B] or None
 
     pred = model.initial_logits(batch.obs[:, 0], task)
     latents, value_logits, means, stds, reward_logits = [pred.latent], [pred.value_logits], [pred.mean], [pred.std], []
