@@ -104,9 +104,13 @@ def cmd_train(args: argparse.Namespace) -> None:
         if args.suite or args.tasks or args.preset or args.config or args.overrides:
             raise UsageError("--resume continues a run with the config stored in its directory; "
                              "give no suite, preset, config file or overrides with it")
-        from ezm.workers.trainer import resume
+        from ezm.workers.trainer import RunFinished, resume
 
-        result = resume(args.resume, origin=f"{os.path.abspath(args.resume)}/config.yaml (resumed)")
+        try:
+            result = resume(args.resume, origin=f"{os.path.abspath(args.resume)}/config.yaml (resumed)")
+        except RunFinished as finished:
+            print(f"ezm: {finished}")
+            return
     else:
         cfg = _config(args)
         from ezm.workers.trainer import train  # which refuses unusable tasks before anything is built

@@ -146,3 +146,62 @@ def test_a_nan_inside_an_action_repeat_stops_training_with_one_line(tmp_path):
     assert out.returncode == 2, out.stderr
     assert out.stderr.strip().splitlines() == [
         "ezm: error: task 'ezmtest/NaNAtFive-v0' copy 0 returned NaN or inf at episode step 5"]
+
+
+CUSTOM_ENV = '''
+import gymnasium
+import numpy as np
+
+
+class Drift(gymnasium.Env):
+    """A point on a line pushed by its 2-D action; reward -|position|."""
+    action_space = gymnasium.spaces.Box(-1.0, 1.0, (2,), np.float32)
+    observation_space = gymnasium.spaces.Box(-np.inf, np.inf, (3,), np.float32)
+
+    def reset(self, *, seed=None, options=None):
+        super().reset(seed=seed)
+        self.x = float(self.np_random.uniform(-1, 1))
+        return np.array([self.x, 0.0, 1.0], np.float32), {}
+
+    def step(self, action):
+        self.x += 0.1 * float(action[0] - action[1])
+        return np.array([self.x, float(action[0]), 1.0], np.float32), -abs(self.x), False, False, {}
+
+
+gymnasium.register(id="Drift-v0", entry_point=Drift, max_episode_steps=20, reward_threshold=0.0)
+'''
+
+
+def _with_custom_env(tmp_path) -> dict:
+    (tmp_path / "ezm_custom_env.py").write_text(CUSTOM_ENV)
+    return {**os.environ, "PYTHONPATH": os.pathsep.join([str(tmp_path), os.environ.get("PYTHONPATH", "")])}
+
+
+def test_a_custom_gymnasium_env_is_named_module_colon_id(tmp_path):
+    env = _with_custom_env(tmp_path)
+    out = subprocess.run([sys.executable, "-m", "ezm.cli", "tasks", "--tasks",
+                          "ezm_custom_env:Drift-v0,walker-walk"], capture_output=True, text=True, timeout=300, env=env)
+    assert out.returncode == 0, out.stderr
+    row = next(line for line in out.stdout.splitlines() if "ezm_custom_env:Drift-v0" in line).split()
+    assert row[2:9] == ["gym", "3", "->", "24", "2", "->", "6"] and row[9] == "110000" and row[10] == "20"
+
+    runs = tmp_path / "runs"
+    out = subprocess.run([sys.executable, "-m", "ezm.cli", "train", "env.suite=ezm_custom_env:Drift-v0",
+                          "env.copies_per_task=1", "train.env_steps_per_task=40", "learn.warmup_steps=20",
+                          "train.eval_episodes=1", "train.progress=false", f"train.run_dir={runs}"],
+                         capture_output=True, text=True, timeout=300, env=env)
+    assert out.returncode == 0, out.stderr
+    (run_dir,) = runs.iterdir()
+    assert (run_dir / "eval.csv").read_text().splitlines()[-1].startswith("40,ezm_custom_env:Drift-v0,")
+
+
+@pytest.mark.parametrize("name, message", [
+    ("ezm_no_such_module:Drift-v0", "cannot import module 'ezm_no_such_module'"),
+    ("ezm_custom_env:Drfit-v0", "module 'ezm_custom_env' registers no Gymnasium id 'Drfit-v0'"),
+])
+def test_an_unknown_custom_module_or_id_is_one_line(tmp_path, name, message):
+    out = subprocess.run([sys.executable, "-m", "ezm.cli", "tasks", "--tasks", name],
+                         capture_output=True, text=True, timeout=300, env=_with_custom_env(tmp_path))
+    assert out.returncode == 2
+    lines = out.stderr.strip().splitlines()
+    assert len(lines) == 1 and lines[0].startswith("ezm: error: ") and message in lines[0]

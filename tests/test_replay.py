@@ -297,3 +297,63 @@ def test_state_dict_round_trip_resumes_exactly():
 
     with pytest.raises(ValueError, match="saved obs"):
         make(tasks=1, copies=2, capacity=12).load_state_dict(replay.state_dict())
+
+
+def _saved_bytes(state: dict) -> int:
+    buffer = io.BytesIO()
+    torch.save(state, buffer)
+    return buffer.tell()
+
+
+def _restored(state: dict, **kw) -> Replay:
+    buffer = io.BytesIO()
+    torch.save(state, buffer)
+    buffer.seek(0)
+    replay = make(**kw)
+    replay.load_state_dict(torch.load(buffer, weights_only=True))
+    return replay
+
+
+def _assert_same(a: Replay, b: Replay) -> None:
+    for name in Replay._TENSORS:
+        assert torch.equal(getattr(a, name), getattr(b, name)), name
+    assert a.next_episode == b.next_episode
+
+
+def test_the_saved_state_holds_only_the_filled_rows_and_restores_exactly():
+    kw = dict(tasks=2, copies=2, capacity=400)  # 200 rows a lane
+    replay = make(**kw)
+    rec = Recorder(replay)
+    for step in range(20):
+        rec.add()
+        if step % 7 == 3:
+            rec.end([1, 2])  # lanes 1 and 2 fill faster than 0 and 3
+    replay.update_priorities(torch.tensor([0, 205]), torch.tensor([3.0, 0.5]))
+    state = replay.state_dict()
+    assert state["obs"].shape[1] == int(replay.filled.max()) == 23
+    whole = {name: getattr(replay, name) for name in Replay._TENSORS}  # what was saved before
+    assert _saved_bytes(state) < 0.2 * _saved_bytes(whole)
+    _assert_same(_restored(state, **kw), replay)
+
+    into_used = make(**kw)  # restoring over a buffer that holds other rows clears them
+    other = Recorder(into_used)
+    for _ in range(30):
+        other.add()
+    into_used.load_state_dict(state)
+    _assert_same(into_used, replay)
+
+    for _ in range(200):  # every lane wraps: the whole buffer is kept
+        rec.add()
+    assert replay.state_dict()["obs"].shape[1] == replay.lane
+    _assert_same(_restored(replay.state_dict(), **kw), replay)
+
+
+def test_a_state_of_whole_lanes_still_loads():
+    replay = make(tasks=1, copies=2, capacity=40)
+    rec = Recorder(replay)
+    for _ in range(5):
+        rec.add()
+    whole = {name: getattr(replay, name).clone() for name in Replay._TENSORS}  # as written before compaction
+    _assert_same(_restored(dict(whole, next_episode=replay.next_episode), tasks=1, copies=2, capacity=40), replay)
+    with pytest.raises(ValueError, match="saved lanes hold 20 rows, this buffer's 10"):
+        make(tasks=1, copies=2, capacity=20).load_state_dict(replay.state_dict())

@@ -251,22 +251,47 @@ class Replay:
         return int(self.filled.sum())
 
     # ------------------------------------------------------------------ checkpoints
-    _TENSORS = ("obs", "action", "reward", "terminal", "last", "episode", "env_step",
-                "root_value", "policy", "candidates", "priority", "head", "filled",
-                "current_episode")
+    _ROWS = ("obs", "action", "reward", "terminal", "last", "episode", "env_step",
+             "root_value", "policy", "candidates", "priority")  # [E, L, ...]
+    _LANES = ("head", "filled", "current_episode")  # [E]
+    _TENSORS = _ROWS + _LANES
 
     def state_dict(self) -> dict:
-        """Plain tensors and numbers; `load_state_dict` restores the buffer exactly."""
-        state = {name: getattr(self, name).clone() for name in self._TENSORS}
-        state.update(next_episode=self.next_episode)
+        """Plain tensors and numbers; `load_state_dict` restores the buffer exactly. Lanes fill
+        from position 0 until they wrap, so only the first `filled.max()` positions of every
+        lane were ever written and only those are kept (the rest are as a new buffer holds them)."""
+        used = int(self.filled.max())
+        state = {name: getattr(self, name)[:, :used].clone() for name in self._ROWS}
+        state.update({name: getattr(self, name).clone() for name in self._LANES})
+        state.update(next_episode=self.next_episode, lane=self.lane)
         return state
 
     def load_state_dict(self, state: dict) -> None:
+        """Restore a `state_dict`, compact or holding whole lanes (as written before compaction)."""
+        lane = int(state.get("lane", state["obs"].shape[1]))
+        if lane != self.lane:
+            raise ValueError(f"replay: saved lanes hold {lane} rows, this buffer's {self.lane}")
         for name in self._TENSORS:
             mine, theirs = getattr(self, name), state[name]
-            if mine.shape != theirs.shape or mine.dtype != theirs.dtype:
+            if not self._fits(name, theirs):
                 raise ValueError(f"replay: saved {name} is {tuple(theirs.shape)} {theirs.dtype}, "
                                  f"this buffer holds {tuple(mine.shape)} {mine.dtype}")
-        for name in self._TENSORS:
+        for name in self._ROWS:
+            mine, theirs = getattr(self, name), state[name]
+            used = theirs.shape[1]
+            mine[:, :used] = theirs
+            mine[:, used:] = -1 if name == "episode" else 0  # never written, as in a new buffer
+        for name in self._LANES:
             getattr(self, name).copy_(state[name])
         self.next_episode = int(state["next_episode"])
+
+    def _fits(self, name: str, saved: torch.Tensor) -> bool:
+        """`saved` can be restored into tensor `name`: the same dtype and shape, except that a
+        row tensor may hold only the first positions of every lane."""
+        mine = getattr(self, name)
+        if saved.dtype != mine.dtype or saved.dim() != mine.dim():
+            return False
+        if name in self._LANES:
+            return saved.shape == mine.shape
+        return (saved.shape[0] == mine.shape[0] and saved.shape[2:] == mine.shape[2:]
+                and saved.shape[1] <= mine.shape[1])

@@ -1,5 +1,9 @@
 """Gymnasium tasks with a continuous (Box) action space, named by their id (`Pendulum-v1`).
 
+A custom environment is named `module:EnvId` (Gymnasium's convention, `mypkg.envs:MyEnv-v0`):
+the module is imported first, which registers the id. The task keeps that whole name, so
+every process that builds it (a resume, an evaluation) imports the module again.
+
 Score bounds: 0 is the mean return of the uniform-random policy (from the packaged table,
 or measured over 5 episodes when the id is not in it); 1 is the id's registered
 `reward_threshold` (the return Gymnasium calls solved) or, where it has none, the value in
@@ -10,6 +14,7 @@ from __future__ import annotations
 
 import dataclasses
 import functools
+import importlib
 
 import gymnasium
 import numpy as np
@@ -26,10 +31,9 @@ class GymEnv:
     """One Gymnasium environment behind the RawEnv protocol."""
 
     def __init__(self, name: str):
-        if name not in gymnasium.registry:
-            raise UnknownTaskError(f"{name!r} is not a registered Gymnasium id")
+        env_id = registered_id(name)
         try:
-            self.env = gymnasium.make(name)  # the Gymnasium env with its TimeLimit wrapper
+            self.env = gymnasium.make(env_id)  # the Gymnasium env with its TimeLimit wrapper
         except (ModuleNotFoundError, gymnasium.error.DependencyNotInstalled) as err:
             raise MissingPackageError(f"Gymnasium task {name!r} needs a package that is not installed "
                                       f"({err}); install it (e.g. pip install 'gymnasium[mujoco]')") from None
@@ -60,6 +64,21 @@ class GymEnv:
 
     def close(self) -> None:
         self.env.close()
+
+
+def registered_id(name: str) -> str:
+    """The Gymnasium id of task `name`, after importing the module of a `module:EnvId` name."""
+    module, _, env_id = name.rpartition(":")
+    if module:
+        try:
+            importlib.import_module(module)
+        except ModuleNotFoundError as err:
+            raise UnknownTaskError(f"task {name!r}: cannot import module {module!r} ({err})") from None
+        if env_id not in gymnasium.registry:
+            raise UnknownTaskError(f"task {name!r}: module {module!r} registers no Gymnasium id {env_id!r}")
+    elif env_id not in gymnasium.registry:
+        raise UnknownTaskError(f"{name!r} is not a registered Gymnasium id")
+    return env_id
 
 
 @functools.lru_cache(maxsize=None)

@@ -1,6 +1,7 @@
 """Names to Task records: suites, comma-separated task lists, and the source of every name.
 
-Routing: `h1-*` and `h1hand-*` go to HumanoidBench, ids ending in `-v<digits>` to Gymnasium,
+Routing: `h1-*` and `h1hand-*` go to HumanoidBench, ids ending in `-v<digits>` and custom
+`module:EnvId` names (which import the module that registers the id) to Gymnasium,
 everything else to the DeepMind Control Suite.
 """
 from __future__ import annotations
@@ -48,7 +49,7 @@ def source(name: str) -> ModuleType:
     """The source module (with `task(name)` and `make(name)`) that owns `name`."""
     if name.startswith(("h1-", "h1hand-")):
         return _humanoidbench()
-    if _GYM_ID.match(name):
+    if ":" in name or _GYM_ID.match(name):
         return gym
     return dmc
 
@@ -64,6 +65,8 @@ def task(name: str) -> Task:
     try:
         return source(name).task(name)
     except UnknownTaskError:
+        if ":" in name:  # a custom `module:EnvId`: the source's message says which part failed
+            raise
         raise UnknownTaskError(f"unknown task or suite {name!r}{_suggestions(name)}") from None
 
 

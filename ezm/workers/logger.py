@@ -1,9 +1,15 @@
-"""Run logs: JSON lines of metrics, CSV of evaluations and episodes, TensorBoard events."""
+"""Run logs: JSON lines of metrics, CSV of evaluations and episodes, TensorBoard events.
+
+A resumed run continues its logs from its checkpoint: the rows a killed process wrote after
+its last checkpoint are dropped (and hidden in TensorBoard), so every env step is logged once.
+"""
 from __future__ import annotations
 
 import csv
 import json
+import os
 from pathlib import Path
+from typing import Callable
 
 from torch.utils.tensorboard import SummaryWriter
 
@@ -11,11 +17,16 @@ from ezm.workers.evaluate import EvalResult
 
 
 class RunLogger:
-    def __init__(self, run_dir: Path):
-        self.metrics = (run_dir / "metrics.jsonl").open("a")
+    def __init__(self, run_dir: Path, since: int = 0):
+        """Append to the logs of `run_dir`, which keep their rows up to env step `since`."""
         self.eval_path = run_dir / "eval.csv"
         self.episodes_path = run_dir / "episodes.csv"
-        self.tensorboard = SummaryWriter(str(run_dir / "tensorboard"))
+        metrics_path = run_dir / "metrics.jsonl"
+        keep_rows_until(metrics_path, since, lambda line: json.loads(line)["env_steps"], header=False)
+        keep_rows_until(self.eval_path, since, _csv_env_steps, header=True)
+        keep_rows_until(self.episodes_path, since, _csv_env_steps, header=True)
+        self.metrics = metrics_path.open("a")
+        self.tensorboard = SummaryWriter(str(run_dir / "tensorboard"), purge_step=since + 1 if since else None)
 
     def _append_csv(self, path: Path, header: list[str], rows: list[list]) -> None:
         new = not path.exists()
@@ -48,3 +59,24 @@ class RunLogger:
     def close(self) -> None:
         self.metrics.close()
         self.tensorboard.close()
+
+
+def _csv_env_steps(line: str) -> int:
+    return int(line.split(",", 1)[0])
+
+
+def keep_rows_until(path: Path, env_steps: int, step_of: Callable[[str], int], header: bool) -> None:
+    """Drop the rows of log `path` after `env_steps` (`step_of` reads a line's env step), and a
+    last line cut short by a kill; the header line, if any, stays."""
+    if not path.exists():
+        return
+    with path.open(newline="") as f:  # as written: the CSV rows end in \r\n
+        text = f.read()
+    lines = [line for line in text.splitlines(keepends=True) if line.endswith("\n")]
+    kept = lines[:1] if header else []
+    kept += [line for line in lines[len(kept):] if step_of(line) <= env_steps]
+    if "".join(kept) != text:
+        staging = path.with_name(f".{path.name}.tmp")
+        with staging.open("w", newline="") as f:
+            f.write("".join(kept))
+        os.replace(staging, path)

@@ -19,7 +19,7 @@ CHECKPOINT_FILE = "checkpoint.pt"
 
 
 def new_run_dir(cfg: config_lib.Config) -> Path:
-    name = cfg.env.suite.replace(",", "+")[:60]
+    name = cfg.env.suite.replace(",", "+").replace(":", "_")[:60]  # a folder name: no module:EnvId colon
     base = Path(cfg.train.run_dir) / f"{name}-s{cfg.seed}-{time.strftime('%Y%m%d-%H%M%S')}"
     for suffix in itertools.count():  # mkdir claims the name: runs started in the same second never share one
         run_dir = base.with_name(f"{base.name}-{suffix}") if suffix else base

@@ -1,8 +1,10 @@
 """The single-process training loop: collect, reanalyze, learn, at a fixed replay ratio.
 
 `train(cfg)` starts a run directory; `resume(run_dir)` continues one from its checkpoint
-(model, optimiser, target model, replay, generators and counters), so a killed run goes on
-as if it had not stopped, except that episodes open at the kill start again. SIGINT and
+(model, optimiser, target model, replay, generators, counters, the log, evaluation and
+checkpoint schedule and the training clock), so a killed run goes on as if it had not
+stopped, except that episodes open at the kill start again; its logs drop the rows written
+after the checkpoint. A finished run is not resumed (`RunFinished`). SIGINT and
 SIGTERM stop a run after its current step with a checkpoint to resume from (see `stop`).
 """
 from __future__ import annotations
@@ -43,6 +45,15 @@ class TrainResult:
                 f"run written to {self.run_dir}")
 
 
+class RunFinished(Exception):
+    """`resume` of a run that already reached its budget: there is nothing to do."""
+
+    def __init__(self, run_dir: Path, env_steps: int):
+        self.run_dir, self.env_steps = run_dir, env_steps
+        super().__init__(f"run {run_dir} is finished ({env_steps} env steps per task, its budget); "
+                         f"nothing to resume (evaluate it with: ezm eval {run_dir})")
+
+
 class Trainer:
     def __init__(self, cfg: config_lib.Config, run_dir: Path):
         self.cfg, self.run_dir = cfg, run_dir
@@ -62,14 +73,20 @@ class Trainer:
         self.sample_generator = torch.Generator().manual_seed(cfg.seed + 2)
         self.env_steps = 0  # environment (simulator) steps collected per task
         self.owed_updates = 0.0  # updates earned by collection and not yet taken
-        self.logger = RunLogger(run_dir)
+        train = cfg.train  # the env steps at which the next log line, evaluation and checkpoint are due
+        self.next_log, self.next_eval = train.log_interval, train.eval_interval
+        self.next_checkpoint = train.checkpoint_interval
+        self.elapsed_s = 0.0  # seconds of training in this run, over every process that resumed it
+        self.logger: RunLogger | None = None  # opened by `run`
 
     # --- checkpoints -------------------------------------------------------------------
     def state_dict(self) -> dict:
         return {
             "learner": self.learner.state_dict(),
             "replay": self.replay.state_dict(),
-            "counters": {"env_steps": self.env_steps, "owed_updates": self.owed_updates},
+            "counters": {"env_steps": self.env_steps, "owed_updates": self.owed_updates,
+                         "next_log": self.next_log, "next_eval": self.next_eval,
+                         "next_checkpoint": self.next_checkpoint, "elapsed_s": self.elapsed_s},
             "rng": rng_state(torch_generators=self._generators()),
             "env_seeds": self.env.seed_state(),
         }
@@ -81,12 +98,20 @@ class Trainer:
         save_checkpoint(self.run_dir / CHECKPOINT_FILE, self.state_dict(), config_lib.to_dict(self.cfg))
 
     def load(self) -> None:
-        state = load_checkpoint(self.run_dir / CHECKPOINT_FILE, config_lib.to_dict(self.cfg),
-                                defaults=config_lib.to_dict(config_lib.Config()))
+        self.load_state_dict(read_checkpoint(self.run_dir, self.cfg))
+
+    def load_state_dict(self, state: dict) -> None:
         self.learner.load_state_dict(state["learner"])
         self.replay.load_state_dict(state["replay"])
-        self.env_steps = int(state["counters"]["env_steps"])
-        self.owed_updates = float(state["counters"]["owed_updates"])
+        counters, train = state["counters"], self.cfg.train
+        self.env_steps = int(counters["env_steps"])
+        self.owed_updates = float(counters["owed_updates"])
+        # checkpoints written before these counters: the schedule of a run that never stopped
+        self.next_log = int(counters.get("next_log", next_multiple(self.env_steps, train.log_interval)))
+        self.next_eval = int(counters.get("next_eval", next_multiple(self.env_steps, train.eval_interval)))
+        self.next_checkpoint = int(counters.get("next_checkpoint",
+                                                next_multiple(self.env_steps, train.checkpoint_interval)))
+        self.elapsed_s = float(counters.get("elapsed_s", 0.0))
         set_rng_state(state["rng"], torch_generators=self._generators())
         self.env.set_seed_state(state["env_seeds"])
         self.rollout.restart()
@@ -144,6 +169,7 @@ class Trainer:
         with StopRequests() as stop:
             if origin is not None:
                 print(self.banner(origin), flush=True)
+            self.logger = RunLogger(self.run_dir, since=self.env_steps)
             return self._loop(stop)
 
     def _loop(self, stop: StopRequests) -> TrainResult:
@@ -151,10 +177,8 @@ class Trainer:
         start = time.time()
         steps_per_decision = cfg.env.action_repeat * cfg.env.copies_per_task  # per task, per batched step
         decisions_per_step = self.env.num_envs
-        next_log = self.env_steps + train.log_interval
-        next_eval = self.env_steps + train.eval_interval
-        next_checkpoint = self.env_steps + train.checkpoint_interval
-        last_time, last_updates = start, self.learner.updates
+        clock = last_time = start
+        last_updates = self.learner.updates
         latest_score = float("nan")
         bar = tqdm(total=train.env_steps_per_task, initial=self.env_steps, unit="step",
                    disable=not train.progress, dynamic_ncols=True)
@@ -168,20 +192,22 @@ class Trainer:
             finished = self.rollout.drain_finished()
             if finished:
                 self.logger.log_episodes(self.env_steps, [(self.tasks[t].name, r) for t, r in finished])
-            if self.env_steps >= next_log:
-                now = time.time()
+            now = time.time()
+            self.elapsed_s, clock = self.elapsed_s + now - clock, now
+            if self.env_steps >= self.next_log:
                 rate = (self.learner.updates - last_updates) / max(now - last_time, 1e-9)
                 values = self._readable(metrics)  # the latest update's, read once per log line
                 self.logger.log_metrics(self.env_steps, {**values, "updates": self.learner.updates,
-                                                         "updates_per_s": rate, "time": now - start})
+                                                         "updates_per_s": rate, "time": self.elapsed_s})
                 bar.set_postfix(updates=self.learner.updates, upd_s=f"{rate:.1f}", score=f"{latest_score:.3f}")
-                last_time, last_updates, next_log = now, self.learner.updates, next_log + train.log_interval
-            if next_eval <= self.env_steps < train.env_steps_per_task:  # the last one comes after the loop
+                last_time, last_updates = now, self.learner.updates
+                self.next_log += train.log_interval
+            if self.next_eval <= self.env_steps < train.env_steps_per_task:  # the last one comes after the loop
                 latest_score = self._evaluate().mean_normalized_score()
-                next_eval += train.eval_interval
-            if next_checkpoint <= self.env_steps < train.env_steps_per_task:
+                self.next_eval += train.eval_interval
+            if self.next_checkpoint <= self.env_steps < train.env_steps_per_task:
+                self.next_checkpoint += train.checkpoint_interval
                 self.save()
-                next_checkpoint += train.checkpoint_interval
             if stop.signum is not None and self.env_steps < train.env_steps_per_task:
                 bar.close()
                 self.save()
@@ -199,6 +225,11 @@ class Trainer:
         self.env.close()
 
 
+def next_multiple(env_steps: int, interval: int) -> int:
+    """The first multiple of `interval` after `env_steps`: when a run that never stopped is next due."""
+    return (env_steps // interval + 1) * interval
+
+
 def checked_tasks(cfg: config_lib.Config) -> list[Task]:
     """The tasks of cfg.env.suite, after the checks that need their number (before any env is built)."""
     tasks = resolve(cfg.env.suite)
@@ -213,9 +244,21 @@ def train(cfg: config_lib.Config, origin: str | None = None) -> TrainResult:
     return Trainer(cfg, new_run_dir(cfg)).run(origin)
 
 
+def read_checkpoint(run_dir: Path, cfg: config_lib.Config) -> dict:
+    """The state in the checkpoint of `run_dir`, which must have been written with `cfg`."""
+    return load_checkpoint(run_dir / CHECKPOINT_FILE, config_lib.to_dict(cfg),
+                           defaults=config_lib.to_dict(config_lib.Config()))
+
+
 def resume(run_dir: str | Path, origin: str | None = None) -> TrainResult:
-    """Continue a run from its checkpoint, as if it had not stopped (`origin` as in `train`)."""
+    """Continue a run from its checkpoint, as if it had not stopped (`origin` as in `train`).
+    A run that already reached its budget is left as it is (raising RunFinished)."""
     run_dir = Path(run_dir)
-    trainer = Trainer(read_config(run_dir), run_dir)
-    trainer.load()
+    cfg = read_config(run_dir)
+    state = read_checkpoint(run_dir, cfg)
+    env_steps = int(state["counters"]["env_steps"])
+    if env_steps >= cfg.train.env_steps_per_task:
+        raise RunFinished(run_dir.resolve(), env_steps)
+    trainer = Trainer(cfg, run_dir)
+    trainer.load_state_dict(state)
     return trainer.run(origin)
