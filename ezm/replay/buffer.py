@@ -147,11 +147,16 @@ class Replay:
             raise ValueError(f"replay: {name} has shape {tuple(tensor.shape)}, expected {shape}")
 
     # ------------------------------------------------------------------ sampling
+    @property
+    def groups(self) -> int:
+        """Buffers a batch draws from: one per task (IER), or one pooled buffer (-IER)."""
+        return self.num_tasks if self.cfg.independent else 1
+
     def shares(self, batch_size: int, generator: torch.Generator) -> torch.Tensor:
         """Rows [G] each group (task, or the one pooled buffer) contributes to a batch of
         `batch_size`: floor(B / G) each, and one more for B mod G groups drawn at random, so
         that every task gets B / G rows on average whatever B and G are."""
-        groups = self.num_tasks if self.cfg.independent else 1
+        groups = self.groups
         if batch_size < groups:
             raise ValueError(f"replay: batch_size {batch_size} is smaller than the {groups} tasks "
                              f"(independent replay takes at least one row from each)")
@@ -165,7 +170,7 @@ class Replay:
         and gather their S = unroll + td_steps + 1 rows. Rows come task-major (see `shares`).
         `generator` must live on the storage device."""
         E, L = self.priority.shape
-        groups = self.num_tasks if self.cfg.independent else 1
+        groups = self.groups
         share = self.shares(batch_size, generator).to(self.priority.device)  # [G]
         most = int(share.max())
         # lanes fill from position 0 until they wrap: only the first `used` positions can hold rows
@@ -236,7 +241,7 @@ class Replay:
     def priority_quantiles(self, quantiles: tuple[float, ...]) -> torch.Tensor:
         """[T, Q] quantiles of the priorities of every task's rows that can start a sequence
         (pooled over all tasks' rows in shared mode, repeated for every task)."""
-        groups = self.num_tasks if self.cfg.independent else 1
+        groups = self.groups
         priority = self.priority.view(groups, -1)                             # [G, W]
         q = torch.tensor(quantiles, dtype=priority.dtype, device=priority.device)
         out = torch.nanquantile(priority.masked_fill(priority <= 0, float("nan")), q, dim=1).T  # [G, Q]
