@@ -70,13 +70,14 @@ class _ConstantEnv:
 
 def layer_own_seconds(layer: MultiTaskEnv, actions: np.ndarray) -> float:
     """CPU seconds of the layer's bookkeeping alone for len(actions) batched steps."""
-    layer.raw_envs, real = [_ConstantEnv(layer.obs_size) for _ in layer.raw_envs], layer.raw_envs
+    real = list(layer.raw_envs)
+    layer.raw_envs[:] = [_ConstantEnv(layer.obs_size) for _ in real]  # in place: the list the layer steps
     layer.reset()
     cpu = time.process_time()
     for batch in actions:
         layer.step(batch)
     seconds = time.process_time() - cpu
-    layer.raw_envs = real
+    layer.raw_envs[:] = real
     return seconds
 
 

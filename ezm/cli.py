@@ -12,6 +12,7 @@ import os
 import signal
 import sys
 import traceback
+from pathlib import Path
 
 from ezm import config as config_lib
 from ezm.tasks.task import EnvironmentNaNError, TaskError
@@ -63,6 +64,16 @@ def build_parser() -> argparse.ArgumentParser:
     evaluate.add_argument("checkpoint", help="a checkpoint file or a run directory")
     evaluate.add_argument("--episodes", type=_positive_int, default=None,
                           help="episodes per task (default: the run's train.eval_episodes)")
+    evaluate.add_argument("--video", action="store_true",
+                          help="also write a GIF of every task's first evaluation episode to RUN_DIR/videos/")
+
+    experiment = sub.add_parser("experiment", help="run an experiment file's grid of runs, or report on it")
+    actions = experiment.add_subparsers(dest="action", required=True)
+    run = actions.add_parser("run", help="run every run of the grid not finished yet (a killed one resumes), "
+                                         "then write the report")
+    run.add_argument("file", help="an experiment file (YAML), e.g. experiments/cpu/dmc_cartpole_ablations.yaml")
+    report = actions.add_parser("report", help="write the tables and figures of the runs so far to FILE's report folder")
+    report.add_argument("file", help="an experiment file (YAML)")
     return parser
 
 
@@ -122,10 +133,27 @@ def cmd_train(args: argparse.Namespace) -> None:
 def cmd_eval(args: argparse.Namespace) -> None:
     from ezm.workers.evaluate import evaluate_checkpoint
 
-    print(evaluate_checkpoint(args.checkpoint, episodes=args.episodes).table())
+    path = Path(args.checkpoint)
+    video_dir = (path if path.is_dir() else path.parent) / "videos" if args.video else None
+    print(evaluate_checkpoint(path, episodes=args.episodes, video_dir=video_dir).table())
+    if video_dir is not None:
+        print(f"videos (a GIF per task, its first episode) written to {video_dir}")
 
 
-COMMANDS = {"tasks": cmd_tasks, "train": cmd_train, "eval": cmd_eval}
+def cmd_experiment(args: argparse.Namespace) -> None:
+    from ezm.experiments import spec
+    from ezm.experiments.report import write_report
+
+    experiment = spec.load(args.file)
+    if args.action == "run":
+        from ezm.experiments.runner import run_all
+
+        run_all(experiment)
+    for path in write_report(experiment):
+        print(f"report: {path}")
+
+
+COMMANDS = {"tasks": cmd_tasks, "train": cmd_train, "eval": cmd_eval, "experiment": cmd_experiment}
 
 
 def _headless_rendering() -> None:

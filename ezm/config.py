@@ -26,6 +26,7 @@ class EnvConfig:
     suite: str = "dmc-cartpole"  # a named suite (see `ezm tasks`) or a comma-separated task list
     copies_per_task: int = 4  # N environment copies of every task, all stepped as one batch
     action_repeat: int = 4  # simulator steps per chosen action; env steps count simulator steps
+    sim_workers: int = 0  # worker processes that step slices of the environment rows concurrently; 0 steps them in this process
 
 
 @dataclass(frozen=True)
@@ -104,6 +105,8 @@ class LearnConfig:
     replay_ratio: float = 1.0  # updates per decision (summed over every copy of every task)
     warmup_steps: int = 2_000  # env steps per task collected before the first update
     mixed_precision: bool = False  # bf16 autocast for the learner (CUDA only)
+    grad_similarity_interval: int = 0  # updates between measurements of per-task gradient similarity (Fig. 3); 0 = off
+    grad_similarity_pairs: tuple[str, ...] = ()  # task pairs measured, each "taskA~taskB" (tasks of the run's suite)
 
 
 @dataclass(frozen=True)
@@ -118,6 +121,21 @@ class TrainConfig:
 
 
 @dataclass(frozen=True)
+class SystemConfig:
+    backend: str = "single"  # "single": one process collects, reanalyzes and learns in turn; "ray": the Ray pipeline (docs/scale-out.md)
+    address: str = "local"  # Ray cluster: "local" starts one in this process, "auto" joins the one `ray start` made here, or HOST:PORT
+    rollout_workers: int = 1  # Ray actors that act and step the envs, each env.copies_per_task / rollout_workers copies of every task
+    reanalyze_workers: int = 1  # Ray actors that compute the targets of sampled batches with the target weights
+    lockstep: bool = False  # run the pipeline's pieces in the single process's order: its results, bit for bit, without overlap
+    queue_size: int = 2  # batches sampled ahead for reanalyze, per reanalyze worker (a full queue holds sampling back)
+    broadcast_interval: int = 5  # updates between broadcasts of the acting weights (the release: 5); the target's go at every copy
+    worker_threads: int = 1  # torch threads in every Ray actor
+    worker_cpus: float = 0.5  # CPUs Ray reserves for every actor (fractions pack several actors on a core)
+    worker_gpus: float = 0.0  # GPUs Ray reserves for every actor (the release: 0.05 rollout, 0.1 reanalyze); > 0 with a CUDA device
+    max_restarts: int = 10  # times Ray restarts a rollout or reanalyze actor that died before the run gives up
+
+
+@dataclass(frozen=True)
 class Config:
     seed: int = 0  # the one seed every generator of the run derives from
     device: str = "cpu"  # torch device of the model, search and learner
@@ -128,6 +146,7 @@ class Config:
     replay: ReplayConfig = field(default_factory=ReplayConfig)  # replay buffers
     learn: LearnConfig = field(default_factory=LearnConfig)  # targets, losses and optimiser
     train: TrainConfig = field(default_factory=TrainConfig)  # the training loop
+    system: SystemConfig = field(default_factory=SystemConfig)  # one process or the Ray pipeline
 
     @property
     def decision_discount(self) -> float:
@@ -193,8 +212,12 @@ def _coerce(key: str, value: Any, hint: Any) -> Any:
     origin = typing.get_origin(hint)
     if origin is tuple:
         if isinstance(value, str):
-            value = yaml.safe_load(value) if value.startswith("[") else value.split(",")
+            value = yaml.safe_load(value) if value.startswith("[") else [v for v in value.split(",") if v]
         item_types = typing.get_args(hint)
+        if item_types[-1] is Ellipsis:  # tuple[X, ...]: any number of X
+            if not isinstance(value, (list, tuple)):
+                raise ConfigError(f"{key}: expected a list, got {value!r}")
+            return tuple(_coerce(key, v, item_types[0]) for v in value)
         if not isinstance(value, (list, tuple)) or len(value) != len(item_types):
             raise ConfigError(f"{key}: expected a list of {len(item_types)} values, got {value!r}")
         return tuple(_coerce(key, v, t) for v, t in zip(value, item_types))
@@ -308,10 +331,11 @@ VALUE_TARGETS = ("mixed", "rule", "td")
 POLICY_TARGETS = ("action", "release", "improved")
 TD_BOOTSTRAPS = ("search", "mean")
 HEAD_DRAWS = ("node", "search")
+BACKENDS = ("single", "ray")
 
 
 AT_LEAST = {  # field -> the smallest value any run can use
-    "env.copies_per_task": 1, "env.action_repeat": 1,
+    "env.copies_per_task": 1, "env.action_repeat": 1, "env.sim_workers": 0,
     "model.hidden": 1, "model.blocks": 0, "model.head_hidden": 1, "model.task_embedding_dim": 1,
     "model.action_embedding_dim": 1, "model.value_heads": 1,
     "model.projector_hidden": 1, "model.projector_out": 1, "model.predictor_hidden": 1, "model.support_bins": 2,
@@ -323,8 +347,12 @@ AT_LEAST = {  # field -> the smallest value any run can use
     "learn.consistency_coef": 0.0, "learn.path_coef": 0.0, "learn.entropy_coef": 0.0,
     "learn.latent_grad_scale": 0.0, "learn.target_update_interval": 1, "learn.rule_switch_updates": 0,
     "learn.rule_age": 0, "learn.reanalyze_simulations": 1, "learn.warmup_steps": 0,
+    "learn.grad_similarity_interval": 0,
     "train.env_steps_per_task": 1, "train.eval_interval": 1, "train.eval_episodes": 1,
     "train.checkpoint_interval": 1, "train.log_interval": 1,
+    "system.rollout_workers": 1, "system.reanalyze_workers": 1, "system.queue_size": 1,
+    "system.broadcast_interval": 1, "system.worker_threads": 1, "system.worker_cpus": 0.0,
+    "system.worker_gpus": 0.0, "system.max_restarts": 0,
 }
 POSITIVE = ("search.root_widen", "search.eval_root_widen", "search.c_scale", "learn.lr", "learn.grad_clip",
             "learn.reanalyze_root_widen", "learn.replay_ratio", "model.policy_init_std")  # fields that must be > 0
@@ -391,13 +419,35 @@ def _device_problem(device: str) -> str | None:
     return f"device must be cpu, cuda, cuda:N or mps, got {device!r}"
 
 
+def _system_problems(cfg: Config) -> list[str]:
+    """Ray settings that cannot be arranged: copies that do not split evenly over the rollout
+    workers, a lockstep of several workers, gradient measurements the asynchronous learner does
+    not take, a CUDA device without a GPU share for the actors."""
+    system, problems = cfg.system, []
+    if system.rollout_workers >= 1 and cfg.env.copies_per_task % system.rollout_workers:
+        problems.append(f"env.copies_per_task ({cfg.env.copies_per_task}) must be a multiple of "
+                        f"system.rollout_workers ({system.rollout_workers}): every worker steps as many copies of every task")
+    if system.lockstep and (system.rollout_workers, system.reanalyze_workers) != (1, 1):
+        problems.append(f"system.lockstep=true runs one rollout and one reanalyze worker (the single process's "
+                        f"order), got system.rollout_workers={system.rollout_workers} and "
+                        f"system.reanalyze_workers={system.reanalyze_workers}")
+    if system.backend == "ray" and not system.lockstep and cfg.learn.grad_similarity_interval > 0:
+        problems.append("learn.grad_similarity_interval > 0 with system.backend=ray needs system.lockstep=true "
+                        "(the asynchronous learner does not measure gradients)")
+    if system.backend == "ray" and cfg.device.startswith("cuda") and system.worker_gpus <= 0:
+        problems.append(f"device {cfg.device!r} with system.backend=ray needs system.worker_gpus > 0 "
+                        f"(the GPU share of every actor, e.g. 0.1)")
+    return problems
+
+
 def validate(cfg: Config) -> Config:
     """Refuse field values that no run can use, naming every offending field; returns cfg."""
     problems = _range_problems(cfg)
     for name, value, choices in (("learn.value_target", cfg.learn.value_target, VALUE_TARGETS),
                                  ("learn.policy_target", cfg.learn.policy_target, POLICY_TARGETS),
                                  ("learn.td_bootstrap", cfg.learn.td_bootstrap, TD_BOOTSTRAPS),
-                                 ("search.head_draw", cfg.search.head_draw, HEAD_DRAWS)):
+                                 ("search.head_draw", cfg.search.head_draw, HEAD_DRAWS),
+                                 ("system.backend", cfg.system.backend, BACKENDS)):
         if value not in choices:
             problems.append(f"{name} must be one of {', '.join(choices)}, got {value!r}")
     if cfg.model.policy_init_std > 0.0 and not (
@@ -408,6 +458,15 @@ def validate(cfg: Config) -> Config:
                               ("model.value_range", cfg.model.value_range)):
         if not low < high:
             problems.append(f"{name} must be [low, high] with low < high, got [{low}, {high}]")
+    for pair in cfg.learn.grad_similarity_pairs:
+        names = pair.split("~")
+        if len(names) != 2 or not all(names) or names[0] == names[1]:
+            problems.append(f"learn.grad_similarity_pairs: each pair must be two different tasks "
+                            f"as 'taskA~taskB', got {pair!r}")
+    if cfg.learn.grad_similarity_interval > 0 and not cfg.learn.grad_similarity_pairs:
+        problems.append("learn.grad_similarity_interval > 0 needs learn.grad_similarity_pairs "
+                        "(e.g. walker-walk~walker-run)")
+    problems += _system_problems(cfg)
     device = _device_problem(cfg.device)
     if device is not None:
         problems.append(device)
@@ -421,6 +480,11 @@ def validate_tasks(cfg: Config, num_tasks: int) -> None:
     if cfg.replay.independent and cfg.learn.batch_size < num_tasks:
         raise ConfigError(f"learn.batch_size must be >= the number of tasks ({num_tasks} in "
                           f"{cfg.env.suite!r}) with replay.independent=true, got {cfg.learn.batch_size}")
+    rows = num_tasks * cfg.env.copies_per_task
+    if cfg.env.sim_workers > rows:
+        raise ConfigError(f"env.sim_workers must be <= the number of environment rows ({num_tasks} tasks x "
+                          f"{cfg.env.copies_per_task} copies = {rows}), so that every worker steps one at least, "
+                          f"got {cfg.env.sim_workers}")
 
 
 def save(cfg: Config, path: str | Path) -> None:

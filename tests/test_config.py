@@ -1,6 +1,7 @@
 """The config tree: presets, YAML and overrides, round trips, refusal of bad keys and types."""
 import dataclasses
 import re
+import sys
 
 import pytest
 
@@ -12,7 +13,7 @@ def test_every_field_of_every_section_has_a_comment():
 
     source = inspect.getsource(C)
     for section in (C.EnvConfig, C.ModelConfig, C.SearchConfig, C.ReplayConfig, C.LearnConfig,
-                    C.TrainConfig, C.Config):
+                    C.TrainConfig, C.SystemConfig, C.Config):
         for field in dataclasses.fields(section):
             lines = [l for l in source.splitlines() if l.strip().startswith(f"{field.name}:")]
             assert lines and all("#" in l for l in lines), f"{section.__name__}.{field.name} has no comment"
@@ -154,3 +155,25 @@ def test_bad_yaml_and_missing_file_and_unknown_preset(tmp_path):
         C.build("dmc", tmp_path / "nope.yaml")
     with pytest.raises(C.ConfigError, match="unknown preset"):
         C.build("huge")
+
+
+def test_ray_settings_that_cannot_be_arranged_are_refused_naming_the_fields():
+    with pytest.raises(C.ConfigError, match="system.backend must be one of single, ray, got 'spark'"):
+        C.build("dmc", overrides=["system.backend=spark"])
+    with pytest.raises(C.ConfigError, match=re.escape("env.copies_per_task (4) must be a multiple of "
+                                                      "system.rollout_workers (3)")):
+        C.build("dmc", overrides=["system.backend=ray", "system.rollout_workers=3"])
+    with pytest.raises(C.ConfigError, match="system.lockstep=true runs one rollout and one reanalyze worker"):
+        C.build("dmc", overrides=["system.lockstep=true", "system.reanalyze_workers=2"])
+    with pytest.raises(C.ConfigError, match="system.queue_size must be an integer >= 1, got 0"):
+        C.build("dmc", overrides=["system.queue_size=0"])
+    assert C.build("dmc", overrides=["system.backend=ray", "system.rollout_workers=2"]).system.rollout_workers == 2
+
+
+def test_the_ray_backend_without_ray_installed_says_how_to_install_it(monkeypatch):
+    from ezm.distributed import ray_trainer
+
+    monkeypatch.setitem(sys.modules, "ray", None)  # what `import ray` meets where Ray is not installed
+    with pytest.raises(C.ConfigError, match=re.escape("system.backend=ray needs Ray, which is not installed: "
+                                                      "pip install -e '.[ray]'")):
+        ray_trainer(C.build("dmc", overrides=["system.backend=ray"]))

@@ -9,7 +9,7 @@ import torch
 
 from ezm.config import Config
 from ezm.learning.losses import compute_losses
-from ezm.learning.targets import VarianceRange, reanalyze
+from ezm.learning.targets import Targets, VarianceRange, reanalyze
 from ezm.model import WorldModel
 from ezm.replay.buffer import Batch
 
@@ -55,14 +55,23 @@ class Learner:
         return contextlib.nullcontext()
 
     def update(self, batch: Batch, generator: torch.Generator, env_step: int) -> tuple[dict[str, torch.Tensor], torch.Tensor]:
-        """One update on `batch` (already on the device); returns metrics (0-d tensors, or [T]
-        tensors for per-task diagnostics, named `.../task`) and new priorities [B]."""
+        """One update on `batch` (already on the device): `observe`, reanalyze with the target
+        model, `step`. The Ray pipeline runs the same three with reanalyze in another process."""
+        self.observe(batch)
+        targets = reanalyze(self.target_model, batch, self.cfg, self.variance_range, generator,
+                            self.updates, env_step)
+        return self.step(batch, targets, env_step)
+
+    def observe(self, batch: Batch) -> None:
+        """Fold the batch's observations into the online model's per-task statistics."""
         if self.model.obs_norm is not None:
             rows = batch.valid.flatten()  # [B*S]
             self.model.obs_norm.update(batch.obs.flatten(0, 1)[rows],
                                        batch.task[:, None].expand_as(batch.valid).flatten()[rows])
-        targets = reanalyze(self.target_model, batch, self.cfg, self.variance_range, generator,
-                            self.updates, env_step)
+
+    def step(self, batch: Batch, targets: Targets, env_step: int) -> tuple[dict[str, torch.Tensor], torch.Tensor]:
+        """One optimiser step on `batch` with its reanalyzed `targets`; returns metrics (0-d
+        tensors, or [T] tensors for per-task diagnostics, named `.../task`) and new priorities [B]."""
         self.model.train()
         with self._autocast():
             out = compute_losses(self.model, batch, targets, self.cfg, self.num_tasks)

@@ -80,11 +80,13 @@ class Replay:
     # ------------------------------------------------------------------ writing
     def add(self, obs: torch.Tensor, action: torch.Tensor, reward: torch.Tensor,
             terminal: torch.Tensor, root_value: torch.Tensor, policy: torch.Tensor,
-            candidates: torch.Tensor, env_step: int) -> None:
+            candidates: torch.Tensor, env_step: int, rows: torch.Tensor | None = None) -> None:
         """One row a lane: obs [E, O] is the state the action [E, A] was taken in; reward [E]
         and terminal [E] are what it led to; root_value [E], policy [E, K] and candidates
-        [E, K, A] come from the acting search."""
-        E, K, A = self.obs.shape[0], self.policy.shape[2], self.action.shape[2]
+        [E, K, A] come from the acting search. With `rows` [R] (a rollout worker's slice of
+        the env rows) every tensor holds those R rows instead of all E."""
+        rows = self._rows if rows is None else rows.to(self.obs.device, torch.int64)
+        E, K, A = rows.shape[0], self.policy.shape[2], self.action.shape[2]
         self._check("obs", obs, (E, self.obs.shape[2]))
         self._check("action", action, (E, A))
         self._check("reward", reward, (E,))
@@ -92,8 +94,8 @@ class Replay:
         self._check("root_value", root_value, (E,))
         self._check("policy", policy, (E, K))
         self._check("candidates", candidates, (E, K, A))
-        self._write(self._rows, obs, action, reward, terminal, root_value, policy, candidates,
-                    env_step, last=False, priority=self.entry_priority())
+        self._write(rows, obs, action, reward, terminal, root_value, policy, candidates,
+                    env_step, last=False, priority=self.entry_priority()[rows])
 
     def entry_priority(self) -> torch.Tensor:
         """[E] priority of a new row: the current maximum priority of its task (1 while the task

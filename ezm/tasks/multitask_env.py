@@ -9,13 +9,12 @@ checked for NaN or inf (EnvironmentNaNError names the task, copy and episode ste
 """
 from __future__ import annotations
 
-import math
 from dataclasses import dataclass
 
 import numpy as np
 
-from ezm.tasks import registry
-from ezm.tasks.task import EnvironmentNaNError, Task
+from ezm.tasks.row_envs import RowEnvs, RowState
+from ezm.tasks.task import Task
 
 
 @dataclass(frozen=True)
@@ -36,7 +35,17 @@ def action_masks(tasks: list[Task]) -> np.ndarray:
 
 
 class MultiTaskEnv:
+    """Every row stepped in this process; ParallelMultiTaskEnv (parallel_env.py) steps the
+    same rows in worker processes with the same results."""
+
     def __init__(self, tasks: list[Task], copies: int, seed: int, action_repeat: int = 1):
+        self._set_layout(tasks, copies, action_repeat)
+        self._rows = RowEnvs(self.tasks, copies, seed, action_repeat, 0, self.num_envs)  # every row
+        self.raw_envs = self._rows.envs  # [E] one env per row
+        self._use_state(self._rows.state)
+
+    def _set_layout(self, tasks: list[Task], copies: int, action_repeat: int) -> None:
+        """The rows, sizes, masks and action bounds of the batch, and its per-row flags."""
         names = [t.name for t in tasks]
         if len(set(names)) != len(names):
             raise ValueError(f"every task may appear once, got {names}")
@@ -59,19 +68,16 @@ class MultiTaskEnv:
             self._scale[rows, : t.action_size] = (high - low) / 2
             self._offset[rows, : t.action_size] = (high + low) / 2
         self.action_mask = self.task_action_mask[self.task_ids]  # [E, A]
-        self.episode_steps = np.zeros(self.num_envs, np.int64)  # [E] simulator steps into the current episode
-
-        self.raw_envs = [registry.make(self.tasks[task_id]) for task_id in self.task_ids]  # [E] one env per row
-        self._obs_sizes = [self.tasks[task_id].obs_size for task_id in self.task_ids]  # [E]
-        self._rngs = [np.random.default_rng(s) for s in np.random.SeedSequence(seed).spawn(self.num_envs)]  # [E] reset-seed streams
-        self._obs = np.zeros((self.num_envs, self.obs_size), np.float32)  # [E, O] current observations, zero-padded
-        self._reward = np.zeros(self.num_envs, np.float32)  # [E]
-        self._terminated = np.zeros(self.num_envs, bool)  # [E]
-        self._truncated = np.zeros(self.num_envs, bool)  # [E]
         self._ended = np.ones(self.num_envs, bool)  # [E] the row needs a reset before its next step
         self._scaled = np.zeros((self.num_envs, self.action_size))  # [E, A] actions in task bounds
-        self._row_actions = [self._scaled[row, : self.tasks[task_id].action_size]
-                             for row, task_id in enumerate(self.task_ids)]  # [E] views of the valid dims
+
+    def _use_state(self, state: RowState) -> None:
+        """Read results from `state`, whose arrays cover all E rows."""
+        self._obs = state.obs  # [E, O] current observations, zero-padded
+        self._reward = state.reward  # [E]
+        self._terminated = state.terminated  # [E]
+        self._truncated = state.truncated  # [E]
+        self.episode_steps = state.episode_steps  # [E] simulator steps into the current episode
 
     def reset(self) -> np.ndarray:
         """Start a new episode in every row; returns obs [E, O]."""
@@ -79,12 +85,11 @@ class MultiTaskEnv:
 
     def reset_rows(self, rows: np.ndarray) -> np.ndarray:
         """Start a new episode in `rows` only (each from the next seed of its stream); returns obs [E, O]."""
-        for row in rows:
-            obs = self.raw_envs[row].reset(seed=int(self._rngs[row].integers(2**31 - 1)))
-            self._obs[row, : self._obs_sizes[row]] = obs
-            self.episode_steps[row] = 0
-            self._ended[row] = False
-        self._check_finite(self._obs[rows], np.zeros(len(rows)), np.asarray(rows))
+        rows = np.asarray(rows, dtype=np.int64)  # [k]
+        if rows.size and not (0 <= rows.min() and rows.max() < self.num_envs):
+            raise IndexError(f"rows must lie in [0, {self.num_envs}), got {rows.tolist()}")
+        self._reset(rows)
+        self._ended[rows] = False
         return self._obs.copy()
 
     def step(self, actions: np.ndarray) -> StepResult:
@@ -97,48 +102,37 @@ class MultiTaskEnv:
         np.clip(actions, -1.0, 1.0, out=self._scaled)
         np.multiply(self._scaled, self._scale, out=self._scaled)
         np.add(self._scaled, self._offset, out=self._scaled)
-        for row, env in enumerate(self.raw_envs):
-            action = self._row_actions[row].copy()  # a copy: an env may keep the array it was given
-            total = 0.0
-            for _ in range(self.action_repeat):
-                obs, reward, terminated, truncated = env.step(action)
-                self.episode_steps[row] += 1
-                if not (math.isfinite(reward) and np.isfinite(obs).all()):  # every simulator step of the repeat
-                    raise self._nan_error(row)
-                total += reward
-                if terminated or truncated:
-                    break
-            self._obs[row, : self._obs_sizes[row]] = obs
-            self._reward[row] = total
-            self._terminated[row] = terminated
-            self._truncated[row] = truncated
+        self._step(self._scaled)
         np.logical_or(self._terminated, self._truncated, out=self._ended)
         return StepResult(obs=self._obs.copy(), reward=self._reward.copy(), terminated=self._terminated.copy(),
                           truncated=self._truncated.copy(), task_ids=self.task_ids)
 
-    def _check_finite(self, obs: np.ndarray, reward: np.ndarray, rows: np.ndarray) -> None:
-        """Raise EnvironmentNaNError naming the first row of `rows` with a NaN or inf (after resets)."""
-        if np.isfinite(obs).all() and np.isfinite(reward).all():
-            return
-        finite = np.isfinite(obs).all(axis=1) & np.isfinite(reward)  # [len(rows)]
-        raise self._nan_error(int(rows[np.flatnonzero(~finite)[0]]))
+    def _reset(self, rows: np.ndarray) -> None:
+        """Reset `rows` [k]: their observations land in _obs and their episode_steps become 0."""
+        self._rows.reset(rows)
 
-    def _nan_error(self, row: int) -> EnvironmentNaNError:
-        task = self.tasks[self.task_ids[row]]
-        return EnvironmentNaNError(f"task {task.name!r} copy {row % self.copies} returned NaN or inf "
-                                   f"at episode step {self.episode_steps[row]}")
+    def _step(self, scaled: np.ndarray) -> None:
+        """Step every row with actions [E, A] in task bounds into _obs, _reward, _terminated,
+        _truncated and episode_steps."""
+        self._rows.step(scaled)
+
+    def _seeds(self) -> list[dict]:
+        """[E] every row's reset-seed stream state."""
+        return self._rows.seed_state()
+
+    def _set_seeds(self, states: list[dict]) -> None:
+        """Continue every row's reset-seed stream from states [E]."""
+        self._rows.set_seed_state(states)
 
     def seed_state(self) -> list[dict]:
         """The reset-seed stream of every row, as plain data (for checkpoints)."""
-        return [rng.bit_generator.state for rng in self._rngs]
+        return self._seeds()
 
     def set_seed_state(self, states: list[dict]) -> None:
         """Continue every row's reset-seed stream from `seed_state()`'s output."""
         if len(states) != self.num_envs:
             raise ValueError(f"expected {self.num_envs} seed states, got {len(states)}")
-        for rng, state in zip(self._rngs, states):
-            rng.bit_generator.state = state
+        self._set_seeds(states)
 
     def close(self) -> None:
-        for env in self.raw_envs:
-            env.close()
+        self._rows.close()

@@ -99,14 +99,21 @@ class Evaluator:
         self.env.close()
 
 
-def evaluate_checkpoint(path: str | Path, episodes: int | None = None) -> EvalResult:
-    """Play evaluation episodes with the model of a checkpoint file or run directory."""
+def evaluate_checkpoint(path: str | Path, episodes: int | None = None,
+                        video_dir: Path | None = None) -> EvalResult:
+    """Play evaluation episodes with the model of a checkpoint file or run directory; with
+    `video_dir`, also write a GIF of every task's first episode there (same returns)."""
     from ezm.workers.run import load_for_eval
+    from ezm.workers.video import VideoRecorder
 
     cfg, model, tasks, env_steps = load_for_eval(Path(path))
     evaluator = Evaluator(tasks, cfg, episodes or cfg.train.eval_episodes, seed=cfg.seed + 10_000)
     generator = torch.Generator(device=cfg.device).manual_seed(cfg.seed + 10_000)
+    recorder = VideoRecorder(evaluator.env) if video_dir is not None else None
     try:
-        return evaluator.run(model, generator, env_steps)
+        result = evaluator.run(model, generator, env_steps, observe=recorder.observe if recorder else None)
+        if recorder is not None:
+            recorder.write(video_dir, env_steps)
+        return result
     finally:
         evaluator.close()

@@ -17,10 +17,12 @@ import torch
 from tqdm import tqdm
 
 from ezm import config as config_lib
+from ezm.learning import grad_similarity
 from ezm.learning.checkpoint import load_checkpoint, rng_state, save_checkpoint, set_rng_state
 from ezm.learning.learner import Learner
-from ezm.replay.buffer import Replay
-from ezm.tasks.multitask_env import MultiTaskEnv
+from ezm.replay.buffer import Batch, Replay
+from ezm.tasks.multitask_env import action_masks
+from ezm.tasks.parallel_env import make_env
 from ezm.tasks.registry import resolve
 from ezm.tasks.task import Task
 from ezm.workers.evaluate import EvalResult, Evaluator
@@ -59,13 +61,15 @@ class Trainer:
         self.cfg, self.run_dir = cfg, run_dir
         torch.manual_seed(cfg.seed)
         self.tasks = checked_tasks(cfg)
-        self.env = MultiTaskEnv(self.tasks, copies=cfg.env.copies_per_task, seed=cfg.seed,
-                                action_repeat=cfg.env.action_repeat)
-        model = build_model(cfg, self.tasks, self.env.obs_size, self.env.action_size, self.env.task_action_mask)
+        self.grad_pairs = grad_similarity.check_pairs(cfg.learn.grad_similarity_pairs,
+                                                      [t.name for t in self.tasks])  # task-id pairs of Fig. 3
+        mask = action_masks(self.tasks)  # [T, A]
+        self.obs_size, self.action_size = max(t.obs_size for t in self.tasks), mask.shape[1]  # O, A padded
+        model = build_model(cfg, self.tasks, self.obs_size, self.action_size, mask)
         self.learner = Learner(model, cfg, len(self.tasks))
-        self.replay = Replay(cfg.replay, len(self.tasks), cfg.env.copies_per_task, self.env.obs_size,
-                             self.env.action_size, cfg.search.root_actions)
-        self.rollout = Rollout(self.env, cfg)
+        self.replay = Replay(cfg.replay, len(self.tasks), cfg.env.copies_per_task, self.obs_size,
+                             self.action_size, cfg.search.root_actions)
+        self._start_collection()
         self.evaluator = Evaluator(self.tasks, cfg, cfg.train.eval_episodes, seed=cfg.seed + 10_000)
         device = torch.device(cfg.device)
         self.act_generator = torch.Generator(device=device).manual_seed(cfg.seed)
@@ -79,6 +83,43 @@ class Trainer:
         self.elapsed_s = 0.0  # seconds of training in this run, over every process that resumed it
         self.logger: RunLogger | None = None  # opened by `run`
 
+    # --- collection: the environments and the acting in them ---------------------------
+    def _start_collection(self) -> None:
+        """Every row of every task in one batch, stepped and searched in this process."""
+        self.env = make_env(self.tasks, self.cfg.env, seed=self.cfg.seed)
+        self.rollout = Rollout(self.env, self.cfg)
+
+    def _collect(self) -> int:
+        """One decision in every row, stored in replay; returns the env steps per task it added."""
+        self.rollout.step(self.learner.model, self.replay, self.act_generator, self.env_steps)
+        return self._collected(self.cfg.env.copies_per_task, self.rollout.drain_finished())
+
+    def _collected(self, copies: int, finished: list[tuple[int, float]]) -> int:
+        """Count one decision of `copies` copies of every task: its env steps, the updates it
+        earns (owed from warm-up on) and its finished episodes (task id, return); returns the
+        env steps per task it added."""
+        steps = self.cfg.env.action_repeat * copies
+        self.env_steps += steps
+        if self.env_steps >= self.cfg.learn.warmup_steps:
+            self.owed_updates += self.cfg.learn.replay_ratio * (copies * len(self.tasks))
+        if finished:
+            self.logger.log_episodes(self.env_steps, [(self.tasks[t].name, r) for t, r in finished])
+        return steps
+
+    def _collection_seeds(self) -> list[dict]:
+        """The reset-seed stream of every env row (for checkpoints)."""
+        return self.env.seed_state()
+
+    def _restart_collection(self, env_seeds: list[dict]) -> None:
+        """Continue every row's reset seeds from a checkpoint in fresh episodes (open episodes
+        cannot be restored), which replay opens anew too."""
+        self.env.set_seed_state(env_seeds)
+        self.rollout.restart()
+        self.replay.open_new_episodes(torch.arange(self.env.num_envs))
+
+    def _stop_collection(self) -> None:
+        self.env.close()
+
     # --- checkpoints -------------------------------------------------------------------
     def state_dict(self) -> dict:
         return {
@@ -88,7 +129,7 @@ class Trainer:
                          "next_log": self.next_log, "next_eval": self.next_eval,
                          "next_checkpoint": self.next_checkpoint, "elapsed_s": self.elapsed_s},
             "rng": rng_state(torch_generators=self._generators()),
-            "env_seeds": self.env.seed_state(),
+            "env_seeds": self._collection_seeds(),
         }
 
     def _generators(self) -> dict[str, torch.Generator]:
@@ -113,21 +154,37 @@ class Trainer:
                                                 next_multiple(self.env_steps, train.checkpoint_interval)))
         self.elapsed_s = float(counters.get("elapsed_s", 0.0))
         set_rng_state(state["rng"], torch_generators=self._generators())
-        self.env.set_seed_state(state["env_seeds"])
-        self.rollout.restart()
-        self.replay.open_new_episodes(torch.arange(self.env.num_envs))
+        self._restart_collection(state["env_seeds"])
 
     # --- the loop ------------------------------------------------------------------------
     def _learn(self) -> dict[str, torch.Tensor]:
         learn = self.cfg.learn
         metrics: dict[str, torch.Tensor] = {}
         while self.owed_updates >= 1.0:
-            batch = self.replay.sample(learn.batch_size, learn.unroll, learn.td_steps, self.sample_generator)
-            batch = type(batch)(*(t.to(self.cfg.device) for t in batch))
-            metrics, priority = self.learner.update(batch, self.learn_generator, self.env_steps)
+            batch = self._sample()
+            if self.grad_pairs and self.learner.updates % learn.grad_similarity_interval == 0:
+                self._log_grad_similarity(batch)
+            metrics, priority = self._update(batch)
             self.replay.update_priorities(batch.index.cpu(), priority.cpu())
             self.owed_updates -= 1.0
         return metrics
+
+    def _sample(self) -> Batch:
+        """A batch from replay, on the learner's device."""
+        learn = self.cfg.learn
+        batch = self.replay.sample(learn.batch_size, learn.unroll, learn.td_steps, self.sample_generator)
+        return Batch(*(t.to(self.cfg.device) for t in batch))
+
+    def _update(self, batch: Batch) -> tuple[dict[str, torch.Tensor], torch.Tensor]:
+        """One update of the learner on `batch`: its metrics and the batch's new priorities [B]."""
+        return self.learner.update(batch, self.learn_generator, self.env_steps)
+
+    def _log_grad_similarity(self, batch) -> None:
+        """Fig. 3's cosines on the batch about to be learned from, as a metrics row of their own
+        (the measurement leaves training as it would be without it)."""
+        values = grad_similarity.measure(self.learner, batch, self.learn_generator, self.env_steps,
+                                         self.grad_pairs, list(self.cfg.learn.grad_similarity_pairs))
+        self.logger.log_metrics(self.env_steps, {**values, "updates": self.learner.updates, "time": self.elapsed_s})
 
     def _readable(self, metrics: dict[str, torch.Tensor]) -> dict[str, float]:
         """Plain numbers for the logs: per-task tensors [T] (keys ending in `/task`) become one
@@ -154,8 +211,8 @@ class Trainer:
         """What the run is, printed before its progress bar: where it writes, its tasks with
         their sizes, where its config came from, the device and torch's thread count."""
         lines = [f"ezm train: run directory {self.run_dir.resolve()}",
-                 f"  {len(self.tasks)} task(s), observations padded to {self.env.obs_size}, "
-                 f"actions to {self.env.action_size}:"]
+                 f"  {len(self.tasks)} task(s), observations padded to {self.obs_size}, "
+                 f"actions to {self.action_size}:"]
         lines += [f"    {t.name}: obs {t.obs_size}, action {t.action_size}" for t in self.tasks]
         lines += [f"  config: {origin}",
                   f"  from {self.env_steps} to {self.cfg.train.env_steps_per_task} env steps per task, "
@@ -173,25 +230,16 @@ class Trainer:
             return self._loop(stop)
 
     def _loop(self, stop: StopRequests) -> TrainResult:
-        cfg, train = self.cfg, self.cfg.train
+        train = self.cfg.train
         start = time.time()
-        steps_per_decision = cfg.env.action_repeat * cfg.env.copies_per_task  # per task, per batched step
-        decisions_per_step = self.env.num_envs
         clock = last_time = start
         last_updates = self.learner.updates
         latest_score = float("nan")
         bar = tqdm(total=train.env_steps_per_task, initial=self.env_steps, unit="step",
                    disable=not train.progress, dynamic_ncols=True)
         while self.env_steps < train.env_steps_per_task:
-            self.rollout.step(self.learner.model, self.replay, self.act_generator, self.env_steps)
-            self.env_steps += steps_per_decision
-            bar.update(steps_per_decision)
-            if self.env_steps >= cfg.learn.warmup_steps:
-                self.owed_updates += cfg.learn.replay_ratio * decisions_per_step
+            bar.update(self._collect())
             metrics = self._learn()
-            finished = self.rollout.drain_finished()
-            if finished:
-                self.logger.log_episodes(self.env_steps, [(self.tasks[t].name, r) for t, r in finished])
             now = time.time()
             self.elapsed_s, clock = self.elapsed_s + now - clock, now
             if self.env_steps >= self.next_log:
@@ -222,7 +270,7 @@ class Trainer:
     def _close(self) -> None:
         self.logger.close()
         self.evaluator.close()
-        self.env.close()
+        self._stop_collection()
 
 
 def next_multiple(env_steps: int, interval: int) -> int:
@@ -234,6 +282,7 @@ def checked_tasks(cfg: config_lib.Config) -> list[Task]:
     """The tasks of cfg.env.suite, after the checks that need their number (before any env is built)."""
     tasks = resolve(cfg.env.suite)
     config_lib.validate_tasks(cfg, len(tasks))
+    grad_similarity.check_pairs(cfg.learn.grad_similarity_pairs, [t.name for t in tasks])
     return tasks
 
 
@@ -241,7 +290,17 @@ def train(cfg: config_lib.Config, origin: str | None = None) -> TrainResult:
     """Train a new run; returns its final evaluation and where it was written. With `origin`
     (where the config came from, e.g. the preset and overrides) a start banner is printed."""
     checked_tasks(cfg)  # unusable tasks or settings fail before the run directory is made
-    return Trainer(cfg, new_run_dir(cfg)).run(origin)
+    arrangement = trainer_class(cfg)  # so does a Ray cluster that cannot start
+    return arrangement(cfg, new_run_dir(cfg)).run(origin)
+
+
+def trainer_class(cfg: config_lib.Config) -> type[Trainer]:
+    """The arrangement of cfg.system.backend: this process, or the Ray pipeline (connected)."""
+    if cfg.system.backend == "ray":
+        from ezm.distributed import ray_trainer
+
+        return ray_trainer(cfg)
+    return Trainer
 
 
 def read_checkpoint(run_dir: Path, cfg: config_lib.Config) -> dict:
@@ -259,6 +318,6 @@ def resume(run_dir: str | Path, origin: str | None = None) -> TrainResult:
     env_steps = int(state["counters"]["env_steps"])
     if env_steps >= cfg.train.env_steps_per_task:
         raise RunFinished(run_dir.resolve(), env_steps)
-    trainer = Trainer(cfg, run_dir)
+    trainer = trainer_class(cfg)(cfg, run_dir)
     trainer.load_state_dict(state)
     return trainer.run(origin)
