@@ -40,6 +40,21 @@ def _save(fig, path: Path) -> Path:
     return path
 
 
+def _label_panel(ax, title: str, ylabel: str) -> None:
+    """Title, axes and grid of one panel of curves over env steps per task."""
+    ax.set_title(title, fontsize=10)
+    ax.set_xlabel("env steps per task")
+    ax.set_ylabel(ylabel)
+    ax.grid(alpha=0.3)
+
+
+def _finish_panels(fig, axes, path: Path, title: str) -> Path:
+    """The legend (on the first panel) and the figure title, then the PNG."""
+    axes[0].legend(fontsize=8)
+    fig.suptitle(title, fontsize=11)
+    return _save(fig, path)
+
+
 def learning_curves(results: list[RunResult], variants: tuple[str, ...], path: Path, title: str) -> Path:
     """One panel per task: evaluation return against env steps per task, a line per variant."""
     tasks = list(dict.fromkeys(t for r in results for row in r.evals.values() for t in row))
@@ -49,13 +64,8 @@ def learning_curves(results: list[RunResult], variants: tuple[str, ...], path: P
             steps, mean, width = curve(results, variant, task)
             if len(steps):
                 _band(ax, steps, mean, width, variant)
-        ax.set_title(task, fontsize=10)
-        ax.set_xlabel("env steps per task")
-        ax.set_ylabel("return")
-        ax.grid(alpha=0.3)
-    axes[0].legend(fontsize=8)
-    fig.suptitle(f"{title}: evaluation return (mean, 95% CI over seeds)", fontsize=11)
-    return _save(fig, path)
+        _label_panel(ax, task, "return")
+    return _finish_panels(fig, axes, path, f"{title}: evaluation return (mean, 95% CI over seeds)")
 
 
 def grouped_bars(groups: list[str], series: dict[str, list[tuple[float, float]]], path: Path,
@@ -89,10 +99,5 @@ def grad_similarity(results: list[RunResult], path: Path, title: str) -> Path:
                 _band(ax, steps, mean, width, pair if len(variants) == 1 else f"{variant}: {pair}")
         ax.axhline(0.0, color="grey", linewidth=0.8)
         ax.set_ylim(-1.05, 1.05)  # a cosine (bands of few seeds reach past it)
-        ax.set_title(group, fontsize=10)
-        ax.set_xlabel("env steps per task")
-        ax.set_ylabel("cosine similarity")
-        ax.grid(alpha=0.3)
-    axes[0].legend(fontsize=8)
-    fig.suptitle(f"{title}: per-task gradient similarity (mean, 95% CI over seeds)", fontsize=11)
-    return _save(fig, path)
+        _label_panel(ax, group, "cosine similarity")
+    return _finish_panels(fig, axes, path, f"{title}: per-task gradient similarity (mean, 95% CI over seeds)")
