@@ -55,7 +55,7 @@ def main() -> None:
 
     def policy_mean(obs: torch.Tensor, counted) -> torch.Tensor:
         with torch.no_grad():
-            return model.initial(obs, task_rows).mean
+            return torch.tanh(model.initial(obs, task_rows).loc)
 
     def uniform(obs: torch.Tensor, counted) -> torch.Tensor:
         return torch.rand(obs.shape[0], model.task_action_mask.shape[1], generator=generator) * 2 - 1

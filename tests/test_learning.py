@@ -67,17 +67,19 @@ def test_policy_target_action_narrows_a_1d_policy_that_the_release_target_keeps_
 
 def test_policy_loss_is_the_searched_action_mle_or_the_improved_policy_ce():
     b, p, k = 3, 2, 4
-    mean, std = torch.rand(b, p, 1) - 0.5, torch.rand(b, p, 1) + 0.1
-    candidates = torch.rand(b, p, k, 1) * 2 - 1
+    loc, std = torch.rand(b, p, 1) * 2 - 1, torch.rand(b, p, 1) + 0.1
+    candidates = torch.rand(b, p, k, 1) * 1.9 - 0.95
     improved = torch.softmax(torch.randn(b, p, k), -1)
     targets = Targets(*(None,) * 3, candidates, improved, candidates[:, :, 0], *(None,) * 3)
-    normal = torch.distributions.Normal(mean, std)
-    mle = -normal.log_prob(targets.action).squeeze(-1)  # [B, P]
-    ce = -(improved * normal.log_prob(candidates.squeeze(-1))).sum(-1)  # [B, P]
+    tanh = torch.distributions.transforms.TanhTransform(cache_size=1)
+    def squashed(loc, std):
+        return torch.distributions.TransformedDistribution(torch.distributions.Normal(loc, std), [tanh])
+    mle = -squashed(loc, std).log_prob(targets.action).squeeze(-1)  # [B, P]
+    ce = -(improved * squashed(loc[:, :, None], std[:, :, None]).log_prob(candidates).squeeze(-1)).sum(-1)  # [B, P]
     mask = torch.ones(b, 1)
-    torch.testing.assert_close(_policy_loss(mean, std, targets, mask, None), mle)
+    torch.testing.assert_close(_policy_loss(loc, std, targets, mask, None), mle)
     rows = torch.tensor([True, False, True])
-    torch.testing.assert_close(_policy_loss(mean, std, targets, mask, rows), torch.where(rows[:, None], ce, mle))
+    torch.testing.assert_close(_policy_loss(loc, std, targets, mask, rows), torch.where(rows[:, None], ce, mle))
 
 
 def test_policy_targets_pick_the_rows_fitted_to_the_improved_policy():

@@ -7,7 +7,7 @@ from torch.nn import functional as F
 
 from ezm.config import paper, quickstart
 from ezm.model import Support, WorldModel, count_parameters
-from ezm.model.policy import LOG_STD_MAX, LOG_STD_MIN, entropy, gaussian, log_prob, raw_log_std
+from ezm.model.policy import LOC_BOUND, LOG_STD_MAX, LOG_STD_MIN, entropy, gaussian, log_prob, raw_log_std
 from ezm.model.support import h, h_inverse
 
 OBS, ACT, TASKS = 10, 4, 3
@@ -73,9 +73,9 @@ def test_masked_action_dims():
     for out in (model.initial(obs, task), model.recurrent(model.initial(obs, task).latent, action, task)):
         masked = MASK[task] == 0  # [B, A]
         assert masked.any()
-        assert (out.mean[masked] == 0).all()
+        assert (out.loc[masked] == 0).all()
         assert torch.allclose(out.std[masked], torch.tensor(math.exp(LOG_STD_MIN)))
-        assert (out.mean.abs() <= 1).all() and (out.mean[~masked] != 0).all()
+        assert (out.loc.abs() < LOC_BOUND).all() and (out.loc[~masked] != 0).all()
         assert (out.std[~masked] >= math.exp(LOG_STD_MIN)).all() and (out.std <= math.exp(2.0)).all()
 
 
@@ -165,7 +165,7 @@ def test_gradients_flow_through_the_unroll():
         latent = out.latent
     # only the last step is scored: the representation learns through three dynamics steps
     loss = (out.reward_logits.logsumexp(-1).sum() + out.value_logits.logsumexp(-1).sum()
-            + out.mean.sum() + out.std.sum() + model.predict(model.project(latent)).square().sum())
+            + out.loc.sum() + out.std.sum() + model.predict(model.project(latent)).square().sum())
     loss.backward()
     for name in ("task_embedding", "representation", "action_encoder", "dynamics", "reward",
                  "value_policy", "projector", "predictor"):
@@ -177,7 +177,7 @@ def test_gradients_flow_through_the_unroll():
 
 def test_policy_std_floor_holds_for_any_head_output_and_spares_masked_dims():
     raw = torch.cat([torch.zeros(3, 4), torch.tensor([-1e4, -3.0, 0.0, 1e4]).expand(3, 4)], dim=1)  # [3, 2A]
-    mean, std = gaussian(raw, MASK, log_std_min=math.log(0.1))
+    _, std = gaussian(raw, MASK, log_std_min=math.log(0.1))
     valid = MASK.bool()
     assert std[valid].min() == pytest.approx(0.1) and std[valid].max() == pytest.approx(math.exp(LOG_STD_MAX))
     assert torch.allclose(std[~valid], torch.tensor(math.exp(LOG_STD_MIN)))  # masked dims stay at the narrowest
@@ -194,14 +194,37 @@ def test_policy_std_floor_holds_for_any_head_output_and_spares_masked_dims():
         assert float(floored.initial(obs, task).std[MASK[task].bool()].min()) == pytest.approx(0.1)
 
 
-def test_policy_log_prob_and_entropy_sum_valid_dims():
-    mean = torch.tensor([[0.1, -0.5, 0.0], [0.3, 0.2, 0.0]])
+def _squashed(loc, std):
+    tanh = torch.distributions.transforms.TanhTransform(cache_size=1)
+    return torch.distributions.TransformedDistribution(torch.distributions.Normal(loc, std), [tanh])
+
+
+def test_policy_log_prob_is_the_squashed_density_summed_over_valid_dims():
+    loc = torch.tensor([[0.1, -0.5, 0.0], [2.0, 0.2, 0.0]])
     std = torch.tensor([[0.5, 1.0, 1e-4], [0.2, 0.3, 1e-4]])
-    action = torch.tensor([[0.2, -0.1, 0.9], [0.0, 0.5, 0.9]])  # the last dim is masked
+    action = torch.tensor([[0.2, -0.1, 0.9], [0.97, 0.5, 0.9]])  # the last dim is masked
     mask = torch.tensor([[1.0, 1, 0], [1, 1, 0]])
-    normal = torch.distributions.Normal(mean[:, :2], std[:, :2])
-    torch.testing.assert_close(log_prob(mean, std, action, mask), normal.log_prob(action[:, :2]).sum(-1))
-    torch.testing.assert_close(entropy(std, mask), normal.entropy().sum(-1))
+    expected = _squashed(loc[:, :2], std[:, :2]).log_prob(action[:, :2]).sum(-1)
+    torch.testing.assert_close(log_prob(loc, std, action, mask), expected)
+    edge = torch.tensor([[1.0, -1.0, 0.0]])  # beyond the search's bound: scored at +-0.999, finite
+    at_bound = log_prob(loc[:1], std[:1], edge * 0.999, mask[:1])
+    torch.testing.assert_close(log_prob(loc[:1], std[:1], edge, mask[:1]), at_bound)
+    assert torch.isfinite(at_bound).all()
+
+
+def test_policy_entropy_is_the_squashed_entropy_and_peaks_at_a_moderate_std():
+    torch.manual_seed(0)
+    loc = torch.tensor([[0.0, 1.5, 0.0], [-0.7, 3.0, 0.0]])
+    std = torch.tensor([[0.8, 0.4, 1e-4], [2.0, 1.0, 1e-4]])
+    mask = torch.tensor([[1.0, 1, 0], [1, 1, 0]])
+    dist = _squashed(loc[:, :2], std[:, :2])
+    samples = dist.sample((200_000,))  # [N, 2, 2]
+    monte_carlo = -dist.log_prob(samples).mean(0).sum(-1)  # [2]
+    torch.testing.assert_close(entropy(loc, std, mask), monte_carlo, atol=0.02, rtol=0)
+    one = torch.ones(1, 1)
+    at = {s: float(entropy(torch.zeros(1, 1), torch.full((1, 1), s), one)) for s in (0.3, 0.9, 3.0)}
+    assert at[0.9] > at[0.3] and at[0.9] > at[3.0]  # a Gaussian's entropy would only grow with std
+    assert at[0.9] < math.log(2.0)  # below the uniform distribution's on (-1, 1)
 
 
 def test_tiny_fit_drives_reward_cross_entropy_down():

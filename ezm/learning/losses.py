@@ -27,7 +27,7 @@ class LossOutput(NamedTuple):
     total: torch.Tensor  # [] weighted sum that is back-propagated
     parts: dict[str, torch.Tensor]  # [] each loss term before its coefficient (detached)
     priority: torch.Tensor  # [B] new replay priority: |value prediction - target| at position 0
-    policy_std: torch.Tensor  # [B] policy std at position 0, averaged over the task's action dims
+    policy_std: torch.Tensor  # [B] pre-tanh policy std at position 0, averaged over the task's action dims
     ensemble_std: torch.Tensor  # [B] std across the value heads' predictions at position 0
 
 
@@ -46,16 +46,16 @@ def _masked_mean(x: torch.Tensor, mask: torch.Tensor) -> torch.Tensor:
     return (x * mask).sum(1) / mask.sum(1).clamp_min(1.0)
 
 
-def _policy_loss(mean: torch.Tensor, std: torch.Tensor, targets: Targets, mask: torch.Tensor,
+def _policy_loss(loc: torch.Tensor, std: torch.Tensor, targets: Targets, mask: torch.Tensor,
                  improved: torch.Tensor | None) -> torch.Tensor:
     """[B, P]: -log p(searched action); CE with the improved policy on the rows `improved` [B] if given."""
-    b, p, a = mean.shape
+    b, p, a = loc.shape
     k = targets.candidates.shape[2]
-    mle = -log_prob(mean.reshape(b * p, a), std.reshape(b * p, a), targets.action.reshape(b * p, a),
+    mle = -log_prob(loc.reshape(b * p, a), std.reshape(b * p, a), targets.action.reshape(b * p, a),
                     mask.repeat_interleave(p, 0)).view(b, p)
     if improved is None:
         return mle
-    cand_logp = log_prob(mean[:, :, None].expand(b, p, k, a).reshape(-1, a),
+    cand_logp = log_prob(loc[:, :, None].expand(b, p, k, a).reshape(-1, a),
                          std[:, :, None].expand(b, p, k, a).reshape(-1, a),
                          targets.candidates.reshape(-1, a),
                          mask.repeat_interleave(p * k, 0)).view(b, p, k)
@@ -94,27 +94,27 @@ def compute_losses(model: WorldModel, batch: Batch, targets: Targets, cfg: Confi
     improved = improved_rows(learn.policy_target, action_mask)  # [B] or None
 
     pred = model.initial_logits(batch.obs[:, 0], task)
-    latents, value_logits, means, stds, reward_logits = [pred.latent], [pred.value_logits], [pred.mean], [pred.std], []
+    latents, value_logits, locs, stds, reward_logits = [pred.latent], [pred.value_logits], [pred.loc], [pred.std], []
     latent = pred.latent
     for k in range(unroll):
         step = model.recurrent_logits(latent, batch.action[:, k], task)
         latent = _scale_gradient(step.latent, learn.latent_grad_scale)
         latents.append(latent)
         value_logits.append(step.value_logits)
-        means.append(step.mean)
+        locs.append(step.loc)
         stds.append(step.std)
         reward_logits.append(step.reward_logits)
     value_logits_t = torch.stack(value_logits, 1)  # [B, P, V, bins]
     reward_logits_t = torch.stack(reward_logits, 1)  # [B, U, bins]
-    mean, std = torch.stack(means, 1), torch.stack(stds, 1)  # [B, P, A]
+    loc, std = torch.stack(locs, 1), torch.stack(stds, 1)  # [B, P, A] pre-tanh
 
     value_support, reward_support = model.value_support, model.reward_support
     value_target = value_support.two_hot(targets.value)  # [B, P, bins]
     value_ce = _cross_entropy(value_logits_t, value_target[:, :, None]).mean(-1)  # [B, P]
     reward_target = reward_support.two_hot(batch.reward[:, :unroll])  # [B, U, bins]
     reward_ce = _cross_entropy(reward_logits_t, reward_target)  # [B, U]
-    policy = _policy_loss(mean, std, targets, action_mask, improved)  # [B, P]
-    ent = entropy(std.reshape(-1, std.shape[-1]), action_mask.repeat_interleave(unroll + 1, 0)).view(b, -1)
+    policy = _policy_loss(loc, std, targets, action_mask, improved)  # [B, P]
+    ent = entropy(loc.flatten(0, 1), std.flatten(0, 1), action_mask.repeat_interleave(unroll + 1, 0)).view(b, -1)
 
     with torch.no_grad():
         obs_next = batch.obs[:, 1: unroll + 1]  # [B, U, O]

@@ -5,7 +5,7 @@
     h' = G(h, a, e)   dynamics
     r  = R(h, u, e)   reward, a path parallel to G that reads the current latent
     v  = V(h, e)      value: `value_heads` categorical heads over one trunk
-    p  = P(h, e)      policy: a Gaussian over the task's valid action dims (see policy.py)
+    p  = P(h, e)      policy: a tanh-squashed Gaussian over the task's valid action dims (see policy.py)
 
 plus the SimSiam projector and predictor of the consistency loss. Observations are
 standardised per task by running statistics (`normalizer.py`, `cfg.normalize_obs`) before H;
@@ -46,8 +46,8 @@ class Inference(NamedTuple):
     latent: Tensor  # [B, H]
     reward: Tensor  # [B] decoded reward of the transition into `latent` (zeros for initial)
     values: Tensor  # [B, V] decoded value of every ensemble head
-    mean: Tensor  # [B, A] policy mean in [-1, 1], exactly 0 on masked dims
-    std: Tensor  # [B, A] policy std, exp(policy.LOG_STD_MIN) on masked dims
+    loc: Tensor  # [B, A] pre-tanh policy location (the action tanh(loc)), exactly 0 on masked dims
+    std: Tensor  # [B, A] pre-tanh policy std, exp(policy.LOG_STD_MIN) on masked dims
 
 
 class Prediction(NamedTuple):
@@ -56,7 +56,7 @@ class Prediction(NamedTuple):
     latent: Tensor  # [B, H]
     reward_logits: Tensor  # [B, bins] (zeros for initial)
     value_logits: Tensor  # [B, V, bins]
-    mean: Tensor  # [B, A]
+    loc: Tensor  # [B, A]
     std: Tensor  # [B, A]
 
 
@@ -139,7 +139,7 @@ class ValuePolicy(nn.Module):
         self.value_heads = nn.ModuleList(head(width, head_hidden, bins, dropout) for _ in range(heads))
         self.policy_head = head(width, head_hidden, 2 * action_size)
         last = self.policy_head[-1]
-        nn.init.uniform_(last.weight, -1e-3, 1e-3)  # the untrained policy: mean ~0, std ~init_std
+        nn.init.uniform_(last.weight, -1e-3, 1e-3)  # the untrained policy: loc ~0, std ~init_std
         nn.init.zeros_(last.bias)
         nn.init.constant_(last.bias[action_size:], raw_log_std(init_std, log_std_min))
         self.log_std_min = log_std_min
@@ -232,12 +232,12 @@ class WorldModel(nn.Module):
     def initial(self, obs: Tensor, task: Tensor) -> Inference:
         out = self.initial_logits(obs, task)
         reward = obs.new_zeros(obs.shape[0])  # [B]
-        return Inference(out.latent, reward, self.value_support.decode(out.value_logits), out.mean, out.std)
+        return Inference(out.latent, reward, self.value_support.decode(out.value_logits), out.loc, out.std)
 
     def recurrent(self, latent: Tensor, action: Tensor, task: Tensor) -> Inference:
         out = self.recurrent_logits(latent, action, task)
         reward = self.reward_support.decode(out.reward_logits)  # [B]
-        return Inference(out.latent, reward, self.value_support.decode(out.value_logits), out.mean, out.std)
+        return Inference(out.latent, reward, self.value_support.decode(out.value_logits), out.loc, out.std)
 
     # -- shared pieces --------------------------------------------------------------------
 
@@ -251,5 +251,5 @@ class WorldModel(nn.Module):
 
     def _value_policy(self, latent: Tensor, embedding: Tensor, task: Tensor) -> tuple[Tensor, Tensor, Tensor]:
         features = self.value_policy.trunk(latent, self._te(embedding, self.cfg.te_value_policy))  # [B, W]
-        mean, std = self.value_policy.policy(features, self.task_action_mask[task])  # [B, A] each
-        return self.value_policy.values(features), mean, std
+        loc, std = self.value_policy.policy(features, self.task_action_mask[task])  # [B, A] each
+        return self.value_policy.values(features), loc, std

@@ -4,8 +4,8 @@ Both modes run the same tree functions (`ezm.search.tree`); they differ in where
 candidates come from and in how q is normalised:
 
 - continuous (`search`, `search_from_root`): the root samples K candidates from its policy
-  (root_policy_samples from N(mu, sigma), the rest from N(mu, root_widen * sigma)), every
-  expanded node samples C = child_actions from its own N(mu, sigma); all clipped to
+  (root_policy_samples as tanh of N(loc, sigma), the rest of N(loc, root_widen * sigma)), every
+  expanded node samples C = child_actions from its own squashed N(loc, sigma); all clipped to
   [-0.999, 0.999] with masked dims exactly 0; prior logits uniform; q normalised over the
   tree's backed-up returns (EfficientZero-V2's MinMaxStats, gap floored at 0.01).
 - discrete (`search_discrete`): one fixed candidate set [B, K, A] is the child set of every
@@ -24,6 +24,7 @@ import torch
 from torch import Tensor
 
 from ezm.config import SearchConfig
+from ezm.model.policy import squash
 from ezm.search import rng
 from ezm.search.tree import (Rules, Tree, backup, considered_visits, discount_matrix, expand, new_tree,
                              node_view, root_scores, simulate)
@@ -62,9 +63,9 @@ def head_draws(keys: Tensor, cfg: SearchConfig, heads: int, dtype: torch.dtype) 
     return rng.uniform(keys, _HEADS, (nodes, heads), dtype).expand(-1, cfg.simulations + 1, -1)
 
 
-def sample_actions(mean: Tensor, std: Tensor, noise: Tensor, valid: Tensor) -> Tensor:
-    """[B, C, A] clip(mean + std * noise, +-0.999), 0 on invalid dims; mean, std [B, 1 or C, A]."""
-    actions = (mean + std * noise).clamp(-0.999, 0.999)  # [B, C, A]
+def sample_actions(loc: Tensor, std: Tensor, noise: Tensor, valid: Tensor) -> Tensor:
+    """[B, C, A] clip(tanh(loc + std * noise), +-0.999), 0 on invalid dims; loc, std [B, 1 or C, A]."""
+    actions = squash(loc + std * noise)  # [B, C, A]
     return torch.where(valid[:, None], actions, 0)
 
 
@@ -106,19 +107,19 @@ def search_with_tree(model: Any, root: Inference, task: Tensor, action_mask: Ten
                      keys: Tensor | None = None) -> tuple[SearchOutput, Tree]:
     """Continuous search from a precomputed root inference; also returns the tree.
 
-    root: `Inference` of B roots (latent [B, H], values [B, V], mean and std [B, A]);
+    root: `Inference` of B roots (latent [B, H], values [B, V], loc and std [B, A]);
     task [B] long; action_mask [B, A] (1 = valid dim); keys [B] int64 per-root random keys
     (drawn from `generator` when None). Noise off: no Gumbel; candidates are still sampled.
     """
-    batch, dims = root.mean.shape
-    dtype, device = root.mean.dtype, root.mean.device
+    batch, dims = root.loc.shape
+    dtype, device = root.loc.dtype, root.loc.device
     keys = rng.keys_from(generator, batch, device) if keys is None else keys
     k, c, n = cfg.root_actions, cfg.child_actions, cfg.simulations
     valid = action_mask.bool()  # [B, A]
     widen = torch.full((k, 1), cfg.root_widen, dtype=dtype, device=device)  # [K, 1]
     widen[: cfg.root_policy_samples] = 1.0
     noise = rng.normal(keys, _ROOT_NOISE, (k, dims), dtype)  # [B, K, A]
-    candidates = sample_actions(root.mean[:, None], root.std[:, None] * widen, noise, valid)  # [B, K, A]
+    candidates = sample_actions(root.loc[:, None], root.std[:, None] * widen, noise, valid)  # [B, K, A]
     if add_noise:
         gumbel = cfg.gumbel_scale * rng.gumbel(keys, _GUMBEL, (k,), dtype)  # [B, K]
     else:
@@ -128,7 +129,7 @@ def search_with_tree(model: Any, root: Inference, task: Tensor, action_mask: Ten
     uniform = torch.zeros(batch, c, dtype=dtype, device=device)  # [B, C] prior logits of sampled children
 
     def children(out: Inference, sim: int) -> tuple[Tensor, Tensor]:
-        actions = sample_actions(out.mean[:, None], out.std[:, None], child_noise[:, sim], valid)
+        actions = sample_actions(out.loc[:, None], out.std[:, None], child_noise[:, sim], valid)
         return uniform, actions
 
     value = value_of(root.values, draws[:, 0], cfg.value_min_heads)  # [B]
