@@ -63,7 +63,7 @@ class SearchConfig:
     child_actions: int = 2  # candidate actions sampled at every interior node
     c_visit: float = 50.0  # sigma(q) = (c_visit + max N) * c_scale * q
     c_scale: float = 0.1  # see c_visit
-    value_min_heads: int = 5  # value inference: minimum over this many randomly chosen heads (release: 2)
+    value_min_heads: int = 2  # value inference: minimum over this many randomly chosen heads (the release)
     head_draw: str = "node"  # "node": fresh random heads at every node (release); "search": one draw per root
     gumbel_scale: float = 1.0  # scale of the Gumbel noise when acting (0 disables it)
 
@@ -81,7 +81,7 @@ class LearnConfig:
     batch_size: int = 128  # sequences per update, floor or ceil of B / |T| from every task (paper: 512)
     unroll: int = 5  # K unroll steps of the dynamics in the loss
     td_steps: int = 5  # n of the n-step TD value target
-    td_bootstrap: str = "search"  # TD bootstrap value: "search" = min over search.value_min_heads random heads (release), "mean" = ensemble mean
+    td_bootstrap: str = "mean"  # TD bootstrap value: "mean" = ensemble mean (a TD target takes no max, so needs no pessimism), "search" = min over search.value_min_heads random heads (release)
     lr: float = 3e-4  # Adam learning rate
     lr_final: float = 1.0  # lr at the last env step, as a fraction of lr: half-cosine decay (1 = constant)
     lr_warmup: float = 0.01  # fraction of the run's env steps after warm-up over which lr rises linearly from 0 (EfficientZero-V2: 0.01)
@@ -96,11 +96,11 @@ class LearnConfig:
     entropy_coef: float = 5e-3  # weight of the policy entropy bonus
     path_consistency: bool = True  # use the path consistency loss (off: the -PathCons ablation)
     latent_grad_scale: float = 0.5  # gradient scale on the latent at every unroll step
-    target_update_interval: int = 200  # updates between copies of the online model to the target
+    target_update_interval: int = 100  # updates between copies of the online model to the target (EfficientZero-V2 DMC: 200)
     value_target: str = "rule"  # "rule" (age-based, the release), "mixed" (the paper's ensemble-variance alpha) or "td"
     rule_switch_updates: int = 50_000  # rule-based mixing: updates before old transitions use search values
     rule_age: int = 20_000  # rule-based mixing: transitions older than this many env steps use search values
-    reanalyze_simulations: int = 4  # simulations of the reanalyze search (paper: 32)
+    reanalyze_simulations: int = 8  # simulations of the reanalyze search: one visit to each of the 8 root candidates (paper: 32)
     reanalyze_root_widen: float = 3.0  # search.root_widen of the reanalyze search, whose chosen action is the policy target
     replay_ratio: float = 1.0  # updates per decision (summed over every copy of every task)
     warmup_steps: int = 2_000  # env steps per task collected before the first update
@@ -182,6 +182,7 @@ def paper() -> Config:
                           reward_range=(-299.0, 299.0), value_range=(-299.0, 299.0)),
         search=SearchConfig(simulations=32, root_actions=16, root_policy_samples=4, value_min_heads=2),
         learn=LearnConfig(batch_size=512, lr=1e-4, weight_decay=2e-5, unroll=5, td_steps=5,
+                          td_bootstrap="search", target_update_interval=200,
                           reanalyze_simulations=32, value_target="mixed", replay_ratio=0.25),
         train=TrainConfig(env_steps_per_task=1_000_000, eval_interval=50_000,
                           checkpoint_interval=50_000, log_interval=10_000),
