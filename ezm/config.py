@@ -93,7 +93,7 @@ class LearnConfig:
     policy_target: str = "release"  # "release": MLE of the searched action, CE with the improved policy on 1-D tasks; "action": MLE everywhere; "improved": CE everywhere
     consistency_coef: float = 5.0  # weight of the SimSiam temporal consistency loss
     path_coef: float = 0.5  # weight of the path consistency loss
-    entropy_coef: float = 5e-3  # weight of the policy entropy bonus
+    entropy_coef: float = 5e-2  # weight of the squashed policy's entropy bonus (EfficientZero-V2 DMC; the EZ-M release: 5e-3)
     path_consistency: bool = True  # use the path consistency loss (off: the -PathCons ablation)
     latent_grad_scale: float = 0.5  # gradient scale on the latent at every unroll step
     target_update_interval: int = 100  # updates between copies of the online model to the target (EfficientZero-V2 DMC: 200)
@@ -182,7 +182,7 @@ def paper() -> Config:
                           reward_range=(-299.0, 299.0), value_range=(-299.0, 299.0)),
         search=SearchConfig(simulations=32, root_actions=16, root_policy_samples=4, value_min_heads=2),
         learn=LearnConfig(batch_size=512, lr=1e-4, weight_decay=2e-5, unroll=5, td_steps=5,
-                          td_bootstrap="search", target_update_interval=200,
+                          td_bootstrap="search", target_update_interval=200, entropy_coef=5e-3,
                           reanalyze_simulations=32, value_target="mixed", replay_ratio=0.25),
         train=TrainConfig(env_steps_per_task=1_000_000, eval_interval=50_000,
                           checkpoint_interval=50_000, log_interval=10_000),
