@@ -164,9 +164,9 @@ def test_a_checkpoint_from_before_a_field_existed_matches_that_fields_default(tm
     save_checkpoint(path, state(), old)
     assert load_checkpoint(path, config(), defaults=config())["step"] == 7
     run = config()
-    default = old_default = config()["learn"]["td_bootstrap"]
+    default = config()["learn"]["td_bootstrap"]  # what the absent field counts as
     run["learn"]["td_bootstrap"] = other = "search" if default == "mean" else "mean"  # not what that version did
-    with pytest.raises(CheckpointError, match=f"learn.td_bootstrap: checkpoint '{old_default}', run '{other}'"):
+    with pytest.raises(CheckpointError, match=f"learn.td_bootstrap: checkpoint '{default}', run '{other}'"):
         load_checkpoint(path, run, defaults=config())
     with pytest.raises(CheckpointError, match="learn.td_bootstrap: checkpoint '\\(absent\\)'"):
         load_checkpoint(path, config())  # without defaults an absent key differs

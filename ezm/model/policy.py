@@ -22,6 +22,7 @@ it; `log_prob` and `entropy` sum over valid dims only, so masked dims never reac
 """
 from __future__ import annotations
 
+import functools
 import math
 
 import numpy as np
@@ -73,8 +74,10 @@ def log_prob(loc: Tensor, std: Tensor, action: Tensor, mask: Tensor) -> Tensor:
     return (per_dim * mask.to(per_dim.dtype)).sum(-1)
 
 
+@functools.lru_cache(maxsize=None)
 def _hermite(dtype: torch.dtype, device: torch.device) -> tuple[Tensor, Tensor]:
-    """Nodes and weights [n] with E[f(z)] ~ sum w f(z) for z ~ N(0, 1) (probabilists' scaling)."""
+    """Nodes and weights [n] with E[f(z)] ~ sum w f(z) for z ~ N(0, 1) (probabilists' scaling),
+    built once per dtype and device: `entropy` runs at every update."""
     nodes, weights = np.polynomial.hermite.hermgauss(_HERMITE_NODES)
     return (torch.tensor(nodes * math.sqrt(2.0), dtype=dtype, device=device),
             torch.tensor(weights / math.sqrt(math.pi), dtype=dtype, device=device))
