@@ -44,7 +44,7 @@ class TimedModel:
     def __init__(self, model: WorldModel, sync: Callable[[], None]):
         self.model, self.sync, self.seconds = model, sync, 0.0
 
-    def _timed(self, call: Callable[..., Any], *args: torch.Tensor) -> Any:
+    def _timed(self, call: Callable[..., Any], *args: torch.Tensor | None) -> Any:
         self.sync()
         start = time.perf_counter()
         out = call(*args)
@@ -55,8 +55,9 @@ class TimedModel:
     def initial(self, obs: torch.Tensor, task: torch.Tensor) -> Any:
         return self._timed(self.model.initial, obs, task)
 
-    def recurrent(self, latent: torch.Tensor, action: torch.Tensor, task: torch.Tensor) -> Any:
-        return self._timed(self.model.recurrent, latent, action, task)
+    def recurrent(self, latent: torch.Tensor, action: torch.Tensor, task: torch.Tensor,
+                  heads: torch.Tensor | None = None) -> Any:
+        return self._timed(self.model.recurrent, latent, action, task, heads)
 
 
 def build(preset: str, device: torch.device) -> tuple[Any, WorldModel, torch.Tensor, int]:

@@ -14,6 +14,7 @@ from ezm.learning.learner import learning_rate
 from ezm.learning.losses import _policy_loss, improved_rows
 from ezm.learning.targets import Targets, reanalyze, td_targets
 from ezm.workers.trainer import Trainer
+from squashed import squashed
 
 
 def _small_config(tmp_path, **learn):
@@ -71,9 +72,6 @@ def test_policy_loss_is_the_searched_action_mle_or_the_improved_policy_ce():
     candidates = torch.rand(b, p, k, 1) * 1.9 - 0.95
     improved = torch.softmax(torch.randn(b, p, k), -1)
     targets = Targets(*(None,) * 3, candidates, improved, candidates[:, :, 0], *(None,) * 3)
-    tanh = torch.distributions.transforms.TanhTransform(cache_size=1)
-    def squashed(loc, std):
-        return torch.distributions.TransformedDistribution(torch.distributions.Normal(loc, std), [tanh])
     mle = -squashed(loc, std).log_prob(targets.action).squeeze(-1)  # [B, P]
     ce = -(improved * squashed(loc[:, :, None], std[:, :, None]).log_prob(candidates).squeeze(-1)).sum(-1)  # [B, P]
     mask = torch.ones(b, 1)

@@ -9,6 +9,7 @@ from ezm.config import paper, quickstart
 from ezm.model import Support, WorldModel, count_parameters
 from ezm.model.policy import LOC_BOUND, LOG_STD_MAX, LOG_STD_MIN, entropy, gaussian, log_prob, raw_log_std
 from ezm.model.support import h, h_inverse
+from squashed import squashed
 
 OBS, ACT, TASKS = 10, 4, 3
 # tasks 0 and 1 use every action dim; task 2 only the first two
@@ -154,6 +155,26 @@ def test_initial_and_logits_agree():
     assert model.predict(model.project(logits.latent)).shape == (6, model.cfg.projector_out)
 
 
+def test_asked_for_value_heads_are_those_of_the_full_ensemble():
+    model = small_model().eval()  # 3 heads
+    obs, task, action = inputs(6)
+    heads = torch.tensor([[2, 0], [0, 2], [2, 0], [1, 1], [0, 2], [2, 0]])  # head 1 read by one row only
+    with torch.no_grad():
+        latent = model.initial(obs, task).latent
+        every = model.recurrent_logits(latent, action, task)
+        asked = model.recurrent_logits(latent, action, task, heads)
+        decoded = model.recurrent(latent, action, task, heads)
+        unread = model.recurrent(latent, action, task, torch.zeros(6, 1, dtype=torch.long))  # heads 1, 2 idle
+    assert asked.value_logits.shape == (6, 2, model.cfg.support_bins) and decoded.values.shape == (6, 2)
+    expected = every.value_logits.gather(1, heads[..., None].expand(-1, -1, model.cfg.support_bins))
+    torch.testing.assert_close(asked.value_logits, expected, rtol=1e-5, atol=1e-5)
+    torch.testing.assert_close(decoded.values, model.value_support.decode(expected), rtol=1e-4, atol=1e-4)
+    torch.testing.assert_close(unread.values[:, 0], model.value_support.decode(every.value_logits[:, 0]),
+                               rtol=1e-4, atol=1e-4)
+    for field in ("latent", "reward_logits", "loc", "std"):
+        assert torch.equal(getattr(asked, field), getattr(every, field))
+
+
 def test_gradients_flow_through_the_unroll():
     model = small_model().train()
     with torch.no_grad():
@@ -194,17 +215,12 @@ def test_policy_std_floor_holds_for_any_head_output_and_spares_masked_dims():
         assert float(floored.initial(obs, task).std[MASK[task].bool()].min()) == pytest.approx(0.1)
 
 
-def _squashed(loc, std):
-    tanh = torch.distributions.transforms.TanhTransform(cache_size=1)
-    return torch.distributions.TransformedDistribution(torch.distributions.Normal(loc, std), [tanh])
-
-
 def test_policy_log_prob_is_the_squashed_density_summed_over_valid_dims():
     loc = torch.tensor([[0.1, -0.5, 0.0], [2.0, 0.2, 0.0]])
     std = torch.tensor([[0.5, 1.0, 1e-4], [0.2, 0.3, 1e-4]])
     action = torch.tensor([[0.2, -0.1, 0.9], [0.97, 0.5, 0.9]])  # the last dim is masked
     mask = torch.tensor([[1.0, 1, 0], [1, 1, 0]])
-    expected = _squashed(loc[:, :2], std[:, :2]).log_prob(action[:, :2]).sum(-1)
+    expected = squashed(loc[:, :2], std[:, :2]).log_prob(action[:, :2]).sum(-1)
     torch.testing.assert_close(log_prob(loc, std, action, mask), expected)
     edge = torch.tensor([[1.0, -1.0, 0.0]])  # beyond the search's bound: scored at +-0.999, finite
     at_bound = log_prob(loc[:1], std[:1], edge * 0.999, mask[:1])
@@ -217,7 +233,7 @@ def test_policy_entropy_is_the_squashed_entropy_and_peaks_at_a_moderate_std():
     loc = torch.tensor([[0.0, 1.5, 0.0], [-0.7, 3.0, 0.0]])
     std = torch.tensor([[0.8, 0.4, 1e-4], [2.0, 1.0, 1e-4]])
     mask = torch.tensor([[1.0, 1, 0], [1, 1, 0]])
-    dist = _squashed(loc[:, :2], std[:, :2])
+    dist = squashed(loc[:, :2], std[:, :2])
     samples = dist.sample((200_000,))  # [N, 2, 2]
     monte_carlo = -dist.log_prob(samples).mean(0).sum(-1)  # [2]
     torch.testing.assert_close(entropy(loc, std, mask), monte_carlo, atol=0.02, rtol=0)

@@ -42,7 +42,8 @@ class GoldenModel:
         latent = torch.tanh(obs @ self.w["W_obs"])
         return self._out(latent, torch.zeros(latent.shape[0], dtype=latent.dtype))
 
-    def recurrent(self, latent: Tensor, action: Tensor, task: Tensor) -> DiscreteOut:
+    def recurrent(self, latent: Tensor, action: Tensor, task: Tensor, heads: Tensor | None = None) -> DiscreteOut:
+        assert heads is None  # its single value head is every head
         nxt = torch.tanh(latent @ self.w["W_s"] + action @ self.w["W_a"])
         return self._out(nxt, 2 * torch.tanh(nxt @ self.w["w_r"]))
 
@@ -68,10 +69,11 @@ class MLPModel:
         latent = torch.tanh(obs @ self.w_obs)
         return self._out(latent, torch.zeros(obs.shape[0], dtype=obs.dtype))
 
-    def recurrent(self, latent: Tensor, action: Tensor, task: Tensor) -> Inference:
+    def recurrent(self, latent: Tensor, action: Tensor, task: Tensor, heads: Tensor | None = None) -> Inference:
         self.seen.append(action)
         nxt = torch.tanh(latent @ self.w_s + action @ self.w_a)
-        return self._out(nxt, torch.tanh(nxt @ self.w_r))
+        out = self._out(nxt, torch.tanh(nxt @ self.w_r))
+        return out if heads is None else out._replace(values=out.values.gather(1, heads))
 
 
 class TargetModel:
@@ -91,9 +93,10 @@ class TargetModel:
     def initial(self, obs: Tensor, task: Tensor) -> Inference:
         return self._out(obs.new_zeros(obs.shape[0], 1), obs.new_zeros(obs.shape[0]))
 
-    def recurrent(self, latent: Tensor, action: Tensor, task: Tensor) -> Inference:
+    def recurrent(self, latent: Tensor, action: Tensor, task: Tensor, heads: Tensor | None = None) -> Inference:
         reward = torch.where(latent[:, 0] == 0, -((action - self.target) ** 2).sum(-1), 0)
-        return self._out(latent + 1, reward)
+        out = self._out(latent + 1, reward)
+        return out if heads is None else out._replace(values=out.values.gather(1, heads))
 
 
 def golden_case(name: str) -> dict[str, Tensor]:

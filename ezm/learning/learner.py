@@ -44,7 +44,7 @@ class Learner:
         self.target_model = copy.deepcopy(model).eval()  # copied every target_update_interval updates
         self.target_model.requires_grad_(False)
         self.optimizer = torch.optim.Adam(model.parameters(), lr=cfg.learn.lr,
-                                          weight_decay=cfg.learn.weight_decay)
+                                          weight_decay=cfg.learn.weight_decay, fused=True)  # one kernel for every tensor
         self.variance_range = VarianceRange(num_tasks, cfg.device)
         self.num_tasks = num_tasks
         self.updates = 0  # optimiser steps taken
@@ -77,7 +77,7 @@ class Learner:
             out = compute_losses(self.model, batch, targets, self.cfg, self.num_tasks)
         self.optimizer.zero_grad(set_to_none=True)
         out.total.backward()
-        grad_norm = torch.nn.utils.clip_grad_norm_(self.model.parameters(), self.cfg.learn.grad_clip)
+        grad_norm = torch.nn.utils.clip_grad_norm_(self.model.parameters(), self.cfg.learn.grad_clip, foreach=True)
         lr = learning_rate(self.cfg, env_step)
         for group in self.optimizer.param_groups:
             group["lr"] = lr

@@ -45,7 +45,7 @@ class Inference(NamedTuple):
 
     latent: Tensor  # [B, H]
     reward: Tensor  # [B] decoded reward of the transition into `latent` (zeros for initial)
-    values: Tensor  # [B, V] decoded value of every ensemble head
+    values: Tensor  # [B, V] decoded value of every ensemble head ([B, m] of the heads asked for)
     loc: Tensor  # [B, A] pre-tanh policy location (the action tanh(loc)), exactly 0 on masked dims
     std: Tensor  # [B, A] pre-tanh policy std, exp(policy.LOG_STD_MIN) on masked dims
 
@@ -55,7 +55,7 @@ class Prediction(NamedTuple):
 
     latent: Tensor  # [B, H]
     reward_logits: Tensor  # [B, bins] (zeros for initial)
-    value_logits: Tensor  # [B, V, bins]
+    value_logits: Tensor  # [B, V, bins] ([B, m, bins] of the heads asked for)
     loc: Tensor  # [B, A]
     std: Tensor  # [B, A]
 
@@ -147,8 +147,16 @@ class ValuePolicy(nn.Module):
     def trunk(self, latent: Tensor, embedding: Tensor | None) -> Tensor:
         return self.norm(self.tower(_cat(latent, embedding)))  # [B, W]
 
-    def values(self, features: Tensor) -> Tensor:
-        return torch.stack([value(features) for value in self.value_heads], dim=1)  # [B, V, bins]
+    def values(self, features: Tensor, heads: Tensor | None = None) -> Tensor:
+        """Logits [B, V, bins] of every head, or [B, m, bins] of the heads [B, m] (long) each row
+        asks for, every head run on only the rows that ask for it (inference: eval mode)."""
+        if heads is None:
+            return torch.stack([value(features) for value in self.value_heads], dim=1)  # [B, V, bins]
+        logits = features.new_empty(*heads.shape, self.value_heads[0][-1].out_features)  # [B, m, bins]
+        for h, value in enumerate(self.value_heads):  # a loop over the V heads, each batched over its rows
+            row, slot = (heads == h).nonzero(as_tuple=True)  # [R] each
+            logits[row, slot] = value(features[row])
+        return logits
 
     def policy(self, features: Tensor, mask: Tensor) -> tuple[Tensor, Tensor]:
         return gaussian(self.policy_head(features), mask, self.log_std_min)  # [B, A], [B, A]
@@ -204,12 +212,13 @@ class WorldModel(nn.Module):
         reward_logits = obs.new_zeros(obs.shape[0], self.cfg.support_bins)  # [B, bins]
         return Prediction(latent, reward_logits, *self._value_policy(latent, embedding, task))
 
-    def recurrent_logits(self, latent: Tensor, action: Tensor, task: Tensor) -> Prediction:
+    def recurrent_logits(self, latent: Tensor, action: Tensor, task: Tensor,
+                         heads: Tensor | None = None) -> Prediction:
         embedding = self.task_embedding(task)  # [B, E]
         action = action * self.task_action_mask[task].to(action.dtype)  # [B, A]
         reward_logits = self._reward(latent, action, embedding)  # [B, bins]
         next_latent = self.dynamics(latent, action, self._te(embedding, self.cfg.te_dynamics))  # [B, H]
-        return Prediction(next_latent, reward_logits, *self._value_policy(next_latent, embedding, task))
+        return Prediction(next_latent, reward_logits, *self._value_policy(next_latent, embedding, task, heads))
 
     def value_logits(self, latent: Tensor, task: Tensor) -> Tensor:
         """[B, V, bins] for every ensemble head (path consistency, targets)."""
@@ -234,8 +243,10 @@ class WorldModel(nn.Module):
         reward = obs.new_zeros(obs.shape[0])  # [B]
         return Inference(out.latent, reward, self.value_support.decode(out.value_logits), out.loc, out.std)
 
-    def recurrent(self, latent: Tensor, action: Tensor, task: Tensor) -> Inference:
-        out = self.recurrent_logits(latent, action, task)
+    def recurrent(self, latent: Tensor, action: Tensor, task: Tensor, heads: Tensor | None = None) -> Inference:
+        """One imagined step. With heads [B, m] (long), `values` is [B, m]: only the value heads
+        each row's search reads are computed (the search's minimum over m of V heads)."""
+        out = self.recurrent_logits(latent, action, task, heads)
         reward = self.reward_support.decode(out.reward_logits)  # [B]
         return Inference(out.latent, reward, self.value_support.decode(out.value_logits), out.loc, out.std)
 
@@ -249,7 +260,8 @@ class WorldModel(nn.Module):
         embedding = self._te(embedding, self.cfg.te_reward)
         return self.reward(latent, self.action_encoder(action, embedding), embedding)  # [B, bins]
 
-    def _value_policy(self, latent: Tensor, embedding: Tensor, task: Tensor) -> tuple[Tensor, Tensor, Tensor]:
+    def _value_policy(self, latent: Tensor, embedding: Tensor, task: Tensor,
+                      heads: Tensor | None = None) -> tuple[Tensor, Tensor, Tensor]:
         features = self.value_policy.trunk(latent, self._te(embedding, self.cfg.te_value_policy))  # [B, W]
         loc, std = self.value_policy.policy(features, self.task_action_mask[task])  # [B, A] each
-        return self.value_policy.values(features), loc, std
+        return self.value_policy.values(features, heads), loc, std

@@ -12,6 +12,10 @@ candidates come from and in how q is normalised:
   node, prior logits come from the model (`Inference.logits`, [B, K]); q normalised per node.
   This is mctx's `gumbel_muzero_policy` with `qtransform_completed_by_mix_value`.
 
+The model: `initial(obs, task)` and `recurrent(latent, action, task, heads)` return an
+`Inference` (or, discrete, one with `logits`); `heads` [B, m] long (or None: every head) names
+the value heads of each row whose values [B, m] the search reads, so a model may skip the rest.
+
 Randomness: every draw of root b is a hash of keys[b] (`ezm.search.rng`), so batching roots
 changes no result and CPU and CUDA draw the same numbers. Without explicit `keys` they are
 drawn from the torch.Generator.
@@ -44,12 +48,18 @@ class SearchOutput(NamedTuple):
     visits: Tensor  # [B, K] root child visit counts
 
 
+def chosen_heads(draws: Tensor, heads: int) -> Tensor | None:
+    """[B, heads] the value heads a row reads, a random subset picked by the uniforms `draws` [B, V];
+    None when it reads every head (V <= heads)."""
+    if draws.shape[1] <= heads:
+        return None
+    return draws.topk(heads, -1, largest=False).indices
+
+
 def value_of(values: Tensor, draws: Tensor, heads: int) -> Tensor:
     """[B] minimum over `heads` value heads of [B, V], chosen per row by the uniforms `draws` [B, V]."""
-    if values.shape[1] <= heads:
-        return values.amin(-1)
-    chosen = draws.topk(heads, -1, largest=False).indices  # [B, heads] a random subset
-    return values.gather(1, chosen).amin(-1)
+    chosen = chosen_heads(draws, heads)
+    return (values if chosen is None else values.gather(1, chosen)).amin(-1)
 
 
 def head_draws(keys: Tensor, cfg: SearchConfig, heads: int, dtype: torch.dtype) -> Tensor:
@@ -74,8 +84,10 @@ def _run(model: Any, task: Tensor, latent: Tensor, value: Tensor, logits: Tensor
          draws: Tensor, cfg: SearchConfig, discount: float, per_node_norm: bool) -> tuple[SearchOutput, Tree]:
     """The simulation loop shared by both modes; `children(inference, sim)` -> (logits [B, C], actions [B, C, A]).
 
-    One batched model call per simulation; the only host read is the depth of the deepest leaf
-    (once per simulation), which bounds the next descent.
+    One batched model call per simulation, which computes only the value heads the leaf's
+    minimum reads (`chosen_heads`); the only host read of the loop is the depth of the deepest
+    leaf (once per simulation), which bounds the next descent (the model's head selection reads
+    its row counts, once per head).
     """
     batch, width = logits.shape
     rules = Rules(discount, cfg.c_visit, cfg.c_scale, per_node_norm, considered_visits(width, cfg.simulations))
@@ -87,8 +99,8 @@ def _run(model: Any, task: Tensor, latent: Tensor, value: Tensor, logits: Tensor
         selected = simulate(tree, gumbel, sim, deepest, child_width, rules)
         parent_latent = tree.latents[rows, selected.parent]  # [B, H]
         action = tree.actions[rows, selected.parent, selected.slot]  # [B, A]
-        out = model.recurrent(parent_latent, action, task)
-        leaf_value = value_of(out.values, draws[:, sim + 1], cfg.value_min_heads)  # [B]
+        out = model.recurrent(parent_latent, action, task, chosen_heads(draws[:, sim + 1], cfg.value_min_heads))
+        leaf_value = out.values.amin(-1)  # [B] minimum over the drawn heads
         child_logits, child_actions = children(out, sim)
         expand(tree, rows, selected, sim + 1, out.latent, out.reward, leaf_value, child_logits, child_actions)
         backup(tree, selected, leaf_value, discounts, not per_node_norm)
