@@ -173,6 +173,8 @@ def test_asked_for_value_heads_are_those_of_the_full_ensemble():
                                rtol=1e-4, atol=1e-4)
     for field in ("latent", "reward_logits", "loc", "std"):
         assert torch.equal(getattr(asked, field), getattr(every, field))
+    with torch.no_grad(), torch.autocast("cpu", dtype=torch.bfloat16):  # the heads' dtype, whatever it is
+        assert model.recurrent_logits(latent, action, task, heads).value_logits.dtype == torch.bfloat16
 
 
 def test_gradients_flow_through_the_unroll():

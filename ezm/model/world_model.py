@@ -152,10 +152,11 @@ class ValuePolicy(nn.Module):
         asks for, every head run on only the rows that ask for it (inference: eval mode)."""
         if heads is None:
             return torch.stack([value(features) for value in self.value_heads], dim=1)  # [B, V, bins]
-        logits = features.new_empty(*heads.shape, self.value_heads[0][-1].out_features)  # [B, m, bins]
-        for h, value in enumerate(self.value_heads):  # a loop over the V heads, each batched over its rows
-            row, slot = (heads == h).nonzero(as_tuple=True)  # [R] each
-            logits[row, slot] = value(features[row])
+        picked = [(heads == h).nonzero(as_tuple=True) for h in range(len(self.value_heads))]  # ([R], [R]) per head
+        outputs = [value(features[row]) for value, (row, _) in zip(self.value_heads, picked)]  # [R, bins] each
+        logits = outputs[0].new_empty(*heads.shape, outputs[0].shape[-1])  # [B, m, bins], autocast's dtype
+        for (row, slot), out in zip(picked, outputs):
+            logits[row, slot] = out
         return logits
 
     def policy(self, features: Tensor, mask: Tensor) -> tuple[Tensor, Tensor]:
