@@ -7,6 +7,7 @@ from torch.nn import functional as F
 
 from ezm.config import paper, quickstart
 from ezm.model import Support, WorldModel, count_parameters
+from ezm.model.networks import ValueEnsemble, head
 from ezm.model.policy import LOC_BOUND, LOG_STD_MAX, LOG_STD_MIN, entropy, gaussian, log_prob, raw_log_std
 from ezm.model.support import h, h_inverse
 from squashed import squashed
@@ -62,9 +63,9 @@ def test_paper_preset_sizes_and_parameter_count():
     assert model.dynamics.input.in_size == 701  # 512 + 128 + 61
     assert model.action_encoder.input.in_features == 189  # 61 + 128
     assert model.value_policy.norm.normalized_shape == (640,)  # 512 + 128
-    assert model.value_policy.value_heads[0][0].in_features == 640
+    assert model.value_policy.value_heads.input.in_features == 640
     assert model.value_policy.policy_head[-1].out_features == 122  # 2 x 61
-    assert len(model.value_policy.value_heads) == 5
+    assert model.value_policy.value_heads.heads == 5
     assert 15e6 < count_parameters(model) < 17e6
 
 
@@ -175,6 +176,56 @@ def test_asked_for_value_heads_are_those_of_the_full_ensemble():
         assert torch.equal(getattr(asked, field), getattr(every, field))
     with torch.no_grad(), torch.autocast("cpu", dtype=torch.bfloat16):  # the heads' dtype, whatever it is
         assert model.recurrent_logits(latent, action, task, heads).value_logits.dtype == torch.bfloat16
+
+
+def _separate_heads(ensemble: ValueEnsemble) -> list[torch.nn.Sequential]:
+    """The ensemble's V heads as V plain `head` modules with the same weights and statistics."""
+    size, hidden = ensemble.input.in_features, ensemble.hidden
+    heads = []
+    for h in range(ensemble.heads):
+        one = head(size, hidden, ensemble.weight3.shape[-1])
+        rows = slice(h * hidden, (h + 1) * hidden)
+        with torch.no_grad():
+            one[0].weight.copy_(ensemble.input.weight[rows]), one[0].bias.copy_(ensemble.input.bias[rows])
+            one[3].weight.copy_(ensemble.weight2[h].T), one[3].bias.copy_(ensemble.bias2[h, 0])
+            one[6].weight.copy_(ensemble.weight3[h].T), one[6].bias.copy_(ensemble.bias3[h, 0])
+            for norm, grouped in ((one[1], ensemble.norm1), (one[4], ensemble.norm2)):
+                for name in ("weight", "bias", "running_mean", "running_var"):
+                    getattr(norm, name).copy_(getattr(grouped, name)[rows])
+        heads.append(one)
+    return heads
+
+
+def test_value_ensemble_is_its_heads_side_by_side():
+    torch.manual_seed(0)
+    ensemble = ValueEnsemble(6, 8, 5, heads=3)
+    with torch.no_grad():  # statistics and affine parameters that differ per channel
+        for norm in (ensemble.norm1, ensemble.norm2):
+            norm.running_mean.uniform_(-1, 1), norm.running_var.uniform_(0.5, 2), norm.weight.uniform_(0.5, 2)
+    separate = _separate_heads(ensemble)
+    x = torch.randn(10, 6, requires_grad=True)
+    grouped = ensemble(x)  # train mode: batch statistics, running statistics updated
+    alone = torch.stack([one(x) for one in separate], 1)  # [B, V, bins]
+    torch.testing.assert_close(grouped, alone)
+    weights = torch.randn_like(grouped)
+    grad_x, grad_w2 = torch.autograd.grad((grouped * weights).sum(), (x, ensemble.weight2))
+    grads_alone = torch.autograd.grad((alone * weights).sum(), (x, *(one[3].weight for one in separate)))
+    torch.testing.assert_close(grad_x, grads_alone[0])
+    torch.testing.assert_close(grad_w2, torch.stack([g.T for g in grads_alone[1:]]))
+    for h, one in enumerate(separate):
+        rows = slice(h * 8, (h + 1) * 8)
+        torch.testing.assert_close(ensemble.norm2.running_mean[rows], one[4].running_mean)
+        torch.testing.assert_close(ensemble.norm1.running_var[rows], one[1].running_var)
+    ensemble.eval()
+    for one in separate:
+        one.eval()
+    with torch.no_grad():
+        every = ensemble(x)
+        for h, one in enumerate(separate):
+            torch.testing.assert_close(every[:, h], one(x))
+            torch.testing.assert_close(ensemble.head(h, x[3:7]), one(x[3:7]))
+    with pytest.raises(RuntimeError, match="eval mode"):
+        ensemble.train().head(0, x)
 
 
 def test_gradients_flow_through_the_unroll():

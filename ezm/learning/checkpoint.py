@@ -25,7 +25,7 @@ import numpy as np
 import torch
 
 FORMAT = "ezm-checkpoint"
-VERSION = 3  # 2: discount per environment step, observation statistics in the model; 3: tanh-squashed policy
+VERSION = 4  # 2: discount per environment step, observation statistics in the model; 3: tanh-squashed policy; 4: value heads stored as one grouped ensemble
 _MAGIC = (FORMAT + "\n").encode()
 _HEADER_LIMIT = 1 << 20  # bytes; a longer first line is not an ezm header
 

@@ -34,7 +34,7 @@ from torch import Tensor, nn
 from torch.nn import functional as F
 
 from ezm.config import ModelConfig
-from ezm.model.networks import FusedInput, head, norm_mlp, residual_tower
+from ezm.model.networks import FusedInput, ValueEnsemble, head, norm_mlp, residual_tower
 from ezm.model.normalizer import ObservationNorm
 from ezm.model.policy import gaussian, raw_log_std
 from ezm.model.support import Support
@@ -136,7 +136,7 @@ class ValuePolicy(nn.Module):
         super().__init__()
         self.tower = residual_tower(width, blocks)
         self.norm = nn.LayerNorm(width)
-        self.value_heads = nn.ModuleList(head(width, head_hidden, bins, dropout) for _ in range(heads))
+        self.value_heads = ValueEnsemble(width, head_hidden, bins, heads, dropout)
         self.policy_head = head(width, head_hidden, 2 * action_size)
         last = self.policy_head[-1]
         nn.init.uniform_(last.weight, -1e-3, 1e-3)  # the untrained policy: loc ~0, std ~init_std
@@ -151,9 +151,9 @@ class ValuePolicy(nn.Module):
         """Logits [B, V, bins] of every head, or [B, m, bins] of the heads [B, m] (long) each row
         asks for, every head run on only the rows that ask for it (inference: eval mode)."""
         if heads is None:
-            return torch.stack([value(features) for value in self.value_heads], dim=1)  # [B, V, bins]
-        picked = [(heads == h).nonzero(as_tuple=True) for h in range(len(self.value_heads))]  # ([R], [R]) per head
-        outputs = [value(features[row]) for value, (row, _) in zip(self.value_heads, picked)]  # [R, bins] each
+            return self.value_heads(features)  # [B, V, bins]
+        picked = [(heads == h).nonzero(as_tuple=True) for h in range(self.value_heads.heads)]  # ([R], [R]) per head
+        outputs = [self.value_heads.head(h, features[row]) for h, (row, _) in enumerate(picked)]  # [R, bins] each
         logits = outputs[0].new_empty(*heads.shape, outputs[0].shape[-1])  # [B, m, bins], autocast's dtype
         for (row, slot), out in zip(picked, outputs):
             logits[row, slot] = out
