@@ -48,6 +48,11 @@ class GoldenModel:
         return self._out(nxt, 2 * torch.tanh(nxt @ self.w["w_r"]))
 
 
+def asked_heads(out: Inference, heads: Tensor | None) -> Inference:
+    """A test model's output restricted to the value heads [B, m] the search asks for (None: all)."""
+    return out if heads is None else out._replace(values=out.values.gather(1, heads))
+
+
 class MLPModel:
     """A random row-independent float64 model; its policy mean is deliberately nonzero on every dim."""
 
@@ -73,7 +78,7 @@ class MLPModel:
         self.seen.append(action)
         nxt = torch.tanh(latent @ self.w_s + action @ self.w_a)
         out = self._out(nxt, torch.tanh(nxt @ self.w_r))
-        return out if heads is None else out._replace(values=out.values.gather(1, heads))
+        return asked_heads(out, heads)
 
 
 class TargetModel:
@@ -96,7 +101,7 @@ class TargetModel:
     def recurrent(self, latent: Tensor, action: Tensor, task: Tensor, heads: Tensor | None = None) -> Inference:
         reward = torch.where(latent[:, 0] == 0, -((action - self.target) ** 2).sum(-1), 0)
         out = self._out(latent + 1, reward)
-        return out if heads is None else out._replace(values=out.values.gather(1, heads))
+        return asked_heads(out, heads)
 
 
 def golden_case(name: str) -> dict[str, Tensor]:
