@@ -9,8 +9,10 @@ Arrangements (every one a real `ezm train` of the same config and seed, in this 
   single-2threads  the single process with two torch threads
   parallel-sim     the single process (one thread) with env.sim_workers=2 simulation processes
   ray              the Ray pipeline (asynchronous): the learner here (one thread), one rollout and
-                   one reanalyze actor (system.worker_threads each) on a local cluster, which
-                   starts with this row (so it is not running during the others) and ends with the script
+                   two reanalyze actors (system.worker_threads each) on a local cluster, which
+                   starts with this row (so it is not running during the others) and ends with the
+                   script; reanalyze is the largest part of an update, and on 2 cores one
+                   reanalyze actor leaves the learner waiting for targets
 Each run collects its warm-up and then --measure env steps per task; the rates are those of
 the logged rows after warm-up (evaluation off, the final one not counted). Writes
 benchmarks/results/pipeline_throughput[_TAG].json shaped as {"machine", "commit", "time",
@@ -35,7 +37,7 @@ ARRANGEMENTS = {  # name -> (torch threads of this process, config overrides)
     "single-1thread": (1, []),
     "single-2threads": (2, []),
     "parallel-sim": (1, ["env.sim_workers=2"]),
-    "ray": (1, ["system.backend=ray", "system.rollout_workers=1", "system.reanalyze_workers=1"]),
+    "ray": (1, ["system.backend=ray", "system.rollout_workers=1", "system.reanalyze_workers=2"]),
 }
 
 
