@@ -57,20 +57,20 @@ def main() -> None:
         trainer = Trainer(cfg, Path(folder))
         trainer.logger = RunLogger(Path(folder), since=0)
         while len(trainer.replay) < args.rows * len(trainer.tasks):
-            trainer._collect()
+            trainer.collect()
         learner, generator = trainer.learner, torch.Generator(device=cfg.device).manual_seed(0)
         load_before = os.getloadavg()[0]
-        batch = trainer._sample()
+        batch = trainer.sample_batch()
 
         def targets():
             return reanalyze(learner.target_model, batch, cfg, learner.variance_range, generator, 0, 0)
 
         fixed = targets()
-        ms = {"sample": median_ms(trainer._sample, args.repeats),
+        ms = {"sample": median_ms(trainer.sample_batch, args.repeats),
               "reanalyze": median_ms(targets, args.repeats),
               "step": median_ms(lambda: learner.step(batch, fixed, trainer.env_steps), args.repeats)}
         load_after = os.getloadavg()[0]
-        trainer._close()
+        trainer.close()
     ms["update"] = ms["sample"] + ms["reanalyze"] + ms["step"]
     result = {**meta(), "config": config_lib.to_dict(cfg), "suite": args.suite, "torch_threads": args.threads,
               "repeats": args.repeats, "load_average": [load_before, load_after], "ms": ms,

@@ -60,7 +60,7 @@ def test_policy_target_action_narrows_a_1d_policy_that_the_release_target_keeps_
         cfg = _small_config(tmp_path / target, target_update_interval=10_000, lr=3e-3, policy_target=target)
         (tmp_path / target).mkdir()
         trainer, batch = _collect_and_sample(cfg, tmp_path / target, decisions=30)
-        for _ in range(120):
+        for _ in range(200):  # 120 left the gap at 0.5-0.8 depending on the torch thread count
             metrics, _ = trainer.learner.update(batch, torch.Generator().manual_seed(0), env_step=0)
         entropies[target] = float(metrics["loss/entropy"])  # cartpole: one action dim, log std + 1.42
     assert entropies["action"] < entropies["release"] - 0.7  # std at least twice as narrow

@@ -164,7 +164,7 @@ class RayTrainer(Trainer):
             self.target.put(self.learner.target_model, copied_at)
 
     # --- the loop's pieces: lockstep, in the single process's order, or asynchronous ----------
-    def _collect(self) -> int:
+    def collect(self) -> int:
         if not self.cfg.system.lockstep:
             return self._collect_async()
         while True:
@@ -237,7 +237,7 @@ class RayTrainer(Trainer):
         busy = [job.worker for job in self.jobs]
         while self.owed_updates - len(self.jobs) >= 1.0 and len(self.jobs) < system.queue_size * system.reanalyze_workers:
             worker = min(range(system.reanalyze_workers), key=busy.count)
-            batch = self._sample()
+            batch = self.sample_batch()
             ref = self.reanalyze_workers[worker].targets.remote(
                 self.target.box, self.target.version, to_wire(batch),
                 self.learner.variance_range.state_dict(), self.learner.updates, self.env_steps)

@@ -89,7 +89,7 @@ class Trainer:
         self.env = make_env(self.tasks, self.cfg.env, seed=self.cfg.seed)
         self.rollout = Rollout(self.env, self.cfg)
 
-    def _collect(self) -> int:
+    def collect(self) -> int:
         """One decision in every row, stored in replay; returns the env steps per task it added."""
         self.rollout.step(self.learner.model, self.replay, self.act_generator, self.env_steps)
         return self._collected(self.cfg.env.copies_per_task, self.rollout.drain_finished())
@@ -161,7 +161,7 @@ class Trainer:
         learn = self.cfg.learn
         metrics: dict[str, torch.Tensor] = {}
         while self.owed_updates >= 1.0:
-            batch = self._sample()
+            batch = self.sample_batch()
             if self.grad_pairs and self.learner.updates % learn.grad_similarity_interval == 0:
                 self._log_grad_similarity(batch)
             metrics, priority = self._update(batch)
@@ -169,7 +169,7 @@ class Trainer:
             self.owed_updates -= 1.0
         return metrics
 
-    def _sample(self) -> Batch:
+    def sample_batch(self) -> Batch:
         """A batch from replay, on the learner's device."""
         learn = self.cfg.learn
         batch = self.replay.sample(learn.batch_size, learn.unroll, learn.td_steps, self.sample_generator)
@@ -238,7 +238,7 @@ class Trainer:
         bar = tqdm(total=train.env_steps_per_task, initial=self.env_steps, unit="step",
                    disable=not train.progress, dynamic_ncols=True)
         while self.env_steps < train.env_steps_per_task:
-            bar.update(self._collect())
+            bar.update(self.collect())
             metrics = self._learn()
             now = time.time()
             self.elapsed_s, clock = self.elapsed_s + now - clock, now
@@ -259,15 +259,16 @@ class Trainer:
             if stop.signum is not None and self.env_steps < train.env_steps_per_task:
                 bar.close()
                 self.save()
-                self._close()
+                self.close()
                 raise Interrupted(stop.signum, self.run_dir.resolve(), self.env_steps)
         bar.close()
         final = self._evaluate()
         self.save()
-        self._close()
+        self.close()
         return TrainResult(self.run_dir, final, time.time() - start, self.learner.updates)
 
-    def _close(self) -> None:
+    def close(self) -> None:
+        """Close the logger, the evaluator and the environments (a run's end, or a caller's)."""
         self.logger.close()
         self.evaluator.close()
         self._stop_collection()
