@@ -66,7 +66,7 @@ class SearchConfig:
     value_min_heads: int = 2  # value inference: minimum over this many randomly chosen heads (the release)
     head_draw: str = "node"  # "node": fresh random heads at every node (release); "search": one draw per root
     gumbel_scale: float = 1.0  # scale of the Gumbel noise when acting (0 disables it)
-    root_prior: str = "uniform"  # root prior logits: "uniform" (the EZ-M release) or "importance", log pi / proposal of the widened mixture (Sampled MuZero; EfficientZero-V2 weighs widened candidates down too)
+    root_prior: str = "uniform"  # root prior logits: "uniform" (the EZ-M release) or "importance", log pi / widened proposal (Sampled MuZero)
 
 
 @dataclass(frozen=True)

@@ -75,26 +75,27 @@ def head_draws(keys: Tensor, cfg: SearchConfig, heads: int, dtype: torch.dtype) 
     return rng.uniform(keys, _HEADS, (nodes, heads), dtype).expand(-1, cfg.simulations + 1, -1)
 
 
-def root_logits(noise: Tensor, widen: Tensor, valid: Tensor, policy_samples: int, prior: str) -> Tensor:
-    """[B, K] prior logits of the root candidates drawn as loc + std * widen[k] * noise[:, k].
+def root_logits(noise: Tensor, valid: Tensor, policy_samples: int, widen: float, prior: str) -> Tensor:
+    """[B, K] prior logits of the root candidates loc + std * noise[:, k], widened by `widen` from
+    candidate `policy_samples` on.
 
     "uniform": zeros (the EZ-M release). "importance": log pi(a) - log beta(a), beta the proposal
     mixture (policy_samples / K of N(loc, std), the rest of N(loc, widen * std)) over the valid
     dims, so that the search weighs every candidate by the policy and not by how it was drawn
     (Sampled MuZero's correction; the tanh Jacobian and the std cancel in the ratio).
-    noise [B, K, A] standard normal, widen [K, 1], valid [B, A] bool.
+    noise [B, K, A] standard normal, valid [B, A] bool; 1 <= policy_samples (the config's bound).
     """
     batch, k, _ = noise.shape
-    wide = float(widen.max())
-    if prior == "uniform" or wide == 1.0 or policy_samples >= k:
+    if prior == "uniform" or widen == 1.0 or policy_samples >= k:
         return noise.new_zeros(batch, k)
-    z2 = ((noise * widen).square() * valid[:, None]).sum(-1)  # [B, K] squared offsets in units of std
+    scale = noise.new_full((k,), widen ** 2)  # [K] squared widening of each candidate
+    scale[:policy_samples] = 1.0
+    z2 = (noise.square() * valid[:, None]).sum(-1) * scale  # [B, K] squared offsets in units of std
     dims = valid.sum(-1, keepdim=True).to(noise.dtype)  # [B, 1]
     log_p = -0.5 * z2  # [B, K] log N(loc, std), up to the terms the ratio cancels
-    log_wide = -0.5 * z2 / wide ** 2 - dims * math.log(wide)  # [B, K] log N(loc, widen * std), same terms
+    log_wide = -0.5 * z2 / widen ** 2 - dims * math.log(widen)  # [B, K] log N(loc, widen * std), same terms
     share = policy_samples / k
-    log_mix = torch.logaddexp(log_p + math.log(share), log_wide + math.log(1.0 - share)) if share > 0 else log_wide
-    return log_p - log_mix
+    return log_p - torch.logaddexp(log_p + math.log(share), log_wide + math.log(1.0 - share))
 
 
 def sample_actions(loc: Tensor, std: Tensor, noise: Tensor, valid: Tensor) -> Tensor:
@@ -169,7 +170,7 @@ def search_with_tree(model: Any, root: Inference, task: Tensor, action_mask: Ten
         return uniform, actions
 
     value = value_of(root.values, draws[:, 0], cfg.value_min_heads)  # [B]
-    logits = root_logits(noise, widen, valid, cfg.root_policy_samples, cfg.root_prior)  # [B, K]
+    logits = root_logits(noise, valid, cfg.root_policy_samples, cfg.root_widen, cfg.root_prior)  # [B, K]
     return _run(model, task, root.latent, value, logits, candidates, gumbel, children, c, draws, cfg, discount,
                 per_node_norm=False)
 
