@@ -44,8 +44,12 @@ def machine() -> dict:
 
 
 def commit() -> dict:
-    """HEAD of the checkout, whether tracked files differ from it, and which."""
-    changed = _git("diff", "--name-only", "HEAD").splitlines()
+    """HEAD of the checkout, whether tracked files differ from it, and which. A copy of the tree
+    without its git folder (a remote machine's) takes the commit from EZM_COMMIT, if set."""
+    try:
+        changed = _git("diff", "--name-only", "HEAD").splitlines()
+    except (OSError, subprocess.CalledProcessError):
+        return {"sha": os.environ.get("EZM_COMMIT"), "dirty": None, "dirty_paths": [], "git": False}
     return {"sha": _git("rev-parse", "HEAD"), "dirty": bool(changed), "dirty_paths": changed}
 
 

@@ -1,13 +1,15 @@
 """Roots searched per second, and the share of search time spent inside the model.
 
     python benchmarks/search_throughput.py [--devices cpu,cuda] [--presets dmc,paper] [--batches 1,16,256,1024]
-                                           [--threads T] [--out NAME.json]
+                                           [--budget 32x16 | --budget preset] [--threads T] [--out NAME.json]
 
 The acting search (`ezm.search.search`, Gumbel noise on) of the `dmc` preset's model (obs 24,
-act 6, 3 tasks) and of the `paper` preset's model (a 14-task suite: obs 177, act 61), each with
-32 simulations and 16 sampled root actions, over batches of B roots with random observations.
-A timing proxy wraps `model.initial` / `model.recurrent` (synchronising CUDA around every call):
-model_call_fraction = time inside those calls / wall time of the whole search. Each number is
+act 6, 3 tasks) and of the `paper` preset's model (a 14-task suite: obs 177, act 61), with
+--budget simulations x sampled root actions (default 32 x 16, the paper's; `preset` takes each
+preset's own: dmc 8 x 8, paper 32 x 16), over batches of B roots with random observations.
+roots_per_s is timed on the bare model; a second set of repeats wraps `model.initial` /
+`model.recurrent` in a timing proxy (synchronising CUDA around every call) for
+model_call_fraction = time inside those calls / wall time of that search. Each number is
 the median over repeats (fewer repeats for the big cases). Other processes may share the
 machine: the 1-minute load average before and after every case is recorded beside it.
 Writes benchmarks/results/search_throughput.json (search_throughput_cuda.json with only cuda, or
@@ -60,10 +62,16 @@ class TimedModel:
         return self._timed(self.model.recurrent, latent, action, task, heads)
 
 
-def build(preset: str, device: torch.device) -> tuple[Any, WorldModel, torch.Tensor, int]:
+def build(preset: str, device: torch.device, budget: str = "32x16") -> tuple[Any, WorldModel, torch.Tensor, int]:
+    """Config, model, task action masks [T, A] and observation size of a preset; `budget` is
+    "SIMULATIONSxROOT_ACTIONS" or "preset" (the preset's own search)."""
     make, tasks, obs_size, action_sizes = PRESETS[preset]
     cfg = make()
-    cfg = dataclasses.replace(cfg, search=dataclasses.replace(cfg.search, simulations=32, root_actions=16))
+    if budget != "preset":
+        simulations, root_actions = (int(n) for n in budget.split("x"))
+        cfg = dataclasses.replace(cfg, search=dataclasses.replace(
+            cfg.search, simulations=simulations, root_actions=root_actions,
+            root_policy_samples=min(cfg.search.root_policy_samples, root_actions)))
     width = max(action_sizes)
     mask = (torch.arange(width)[None, :] < torch.tensor(action_sizes)[:, None]).float()  # [T, A]
     model = WorldModel(cfg.model, tasks, obs_size, width, mask).to(device).eval()
@@ -76,25 +84,29 @@ def repeats_for(preset: str, batch: int) -> int:
     return 3 if batch >= 256 else 7
 
 
-def run_case(preset: str, device: torch.device, batch: int) -> dict[str, Any]:
-    cfg, model, mask, obs_size = build(preset, device)
+def run_case(preset: str, device: torch.device, batch: int, budget: str) -> dict[str, Any]:
+    cfg, model, mask, obs_size = build(preset, device, budget)
     sync = torch.cuda.synchronize if device.type == "cuda" else (lambda: None)
     timed = TimedModel(model, sync)
     generator = torch.Generator(device="cpu").manual_seed(0)
     task = torch.arange(batch, device=device) % mask.shape[0]  # [B]
     obs = torch.randn(batch, obs_size, generator=generator).to(device)  # [B, O]
     search(timed, obs[:16], task[:16], mask[task[:16]], cfg.search, cfg.decision_discount, generator, True)  # warm-up
-    walls, fractions = [], []
-    load = [os.getloadavg()[0]]
-    for _ in range(repeats_for(preset, batch)):
-        timed.seconds = 0.0
+
+    def seconds(searched: Any) -> float:
         sync()
         start = time.perf_counter()
-        search(timed, obs, task, mask[task], cfg.search, cfg.decision_discount, generator, True)
+        search(searched, obs, task, mask[task], cfg.search, cfg.decision_discount, generator, True)
         sync()
-        wall = time.perf_counter() - start
-        walls.append(wall)
-        fractions.append(timed.seconds / wall)
+        return time.perf_counter() - start
+
+    load = [os.getloadavg()[0]]
+    walls, fractions = [], []
+    for _ in range(repeats_for(preset, batch)):
+        walls.append(seconds(model))
+        timed.seconds = 0.0
+        proxied = seconds(timed)
+        fractions.append(timed.seconds / proxied)
     load.append(os.getloadavg()[0])
     wall = statistics.median(walls)
     return {"preset": preset, "device": device.type, "batch": batch, "simulations": cfg.search.simulations,
@@ -108,6 +120,7 @@ def main() -> None:
     parser.add_argument("--devices", default="cpu,cuda" if torch.cuda.is_available() else "cpu")
     parser.add_argument("--presets", default="dmc,paper")
     parser.add_argument("--batches", default="1,16,256,1024")
+    parser.add_argument("--budget", default="32x16", help="SIMULATIONSxROOT_ACTIONS, or preset")
     parser.add_argument("--threads", type=int, default=torch.get_num_threads(), help="torch CPU threads")
     parser.add_argument("--out", default=None, help="result file name under benchmarks/results")
     args = parser.parse_args()
@@ -117,11 +130,11 @@ def main() -> None:
     for device in devices:
         for preset in args.presets.split(","):
             for batch in (int(b) for b in args.batches.split(",")):
-                result = run_case(preset, device, batch)
+                result = run_case(preset, device, batch, args.budget)
                 results.append(result)
                 print(json.dumps(result), flush=True)
     paper_params = count_parameters(build("paper", torch.device("cpu"))[1])
-    report = {**meta(), "torch_threads": torch.get_num_threads(), "paper_preset_params": paper_params,
+    report = {**meta(), "torch_threads": torch.get_num_threads(), "budget": args.budget, "paper_preset_params": paper_params,
               "results": results}
     name = args.out or ("search_throughput_cuda.json" if [d.type for d in devices] == ["cuda"]
                         else "search_throughput.json")
