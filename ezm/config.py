@@ -97,12 +97,11 @@ class LearnConfig:
     entropy_coef: float = 5e-2  # weight of the squashed policy's entropy bonus (EfficientZero-V2 DMC; the EZ-M release: 5e-3)
     path_consistency: bool = True  # use the path consistency loss (off: the -PathCons ablation)
     latent_grad_scale: float = 0.5  # gradient scale on the latent at every unroll step
-    target_update_interval: int = 100  # updates between copies of the online model to the target (EfficientZero-V2 DMC: 200)
+    target_update_interval: int = 25  # updates between copies of the online model to the target (EfficientZero-V2 DMC: 200; 25 beat 100 on 3 cartpole seeds, level on walker seed 0)
     value_target: str = "rule"  # "rule" (age-based, the release), "mixed" (the paper's ensemble-variance alpha) or "td"
     rule_switch_updates: int = 50_000  # rule-based mixing: updates before old transitions use search values
     rule_age: int = 20_000  # rule-based mixing: transitions older than this many env steps use search values
     reanalyze_simulations: int = 8  # simulations of the reanalyze search: one visit to each of the 8 root candidates (paper: 32)
-    reanalyze_root_widen: float = 3.0  # search.root_widen of the reanalyze search, whose chosen action is the policy target
     replay_ratio: float = 1.0  # updates per decision (summed over every copy of every task)
     warmup_steps: int = 2_000  # env steps per task collected before the first update
     mixed_precision: bool = False  # bf16 autocast for the learner (CUDA only)
@@ -358,7 +357,7 @@ AT_LEAST = {  # field -> the smallest value any run can use
     "system.worker_gpus": 0.0, "system.max_restarts": 0,
 }
 POSITIVE = ("search.root_widen", "search.eval_root_widen", "search.c_scale", "learn.lr", "learn.grad_clip",
-            "learn.reanalyze_root_widen", "learn.replay_ratio", "model.policy_init_std")  # fields that must be > 0
+            "learn.replay_ratio", "model.policy_init_std")  # fields that must be > 0
 
 
 def _field(cfg: Config, name: str) -> Any:

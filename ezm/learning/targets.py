@@ -126,8 +126,7 @@ def reanalyze(target_model: WorldModel, batch: Batch, cfg: Config, variance_rang
     root_p = Inference(*(field[positions] for field in root))
     task_p = task_rows[positions]  # [B*P]
     mask_p = target_model.task_action_mask[task_p]  # [B*P, A]
-    search_cfg = dataclasses.replace(cfg.search, simulations=cfg.learn.reanalyze_simulations,
-                                     root_widen=cfg.learn.reanalyze_root_widen)
+    search_cfg = dataclasses.replace(cfg.search, simulations=cfg.learn.reanalyze_simulations)
     searched = search_from_root(target_model, root_p, task_p, mask_p, search_cfg, cfg.decision_discount,
                                 generator, add_noise=False)
     search_value = searched.root_value.view(b, p)  # [B, P]
