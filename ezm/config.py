@@ -91,7 +91,7 @@ class LearnConfig:
     reward_coef: float = 1.0  # weight of the reward cross-entropy
     value_coef: float = 0.5  # weight of the value cross-entropy (every ensemble head)
     policy_coef: float = 1.0  # weight of the policy loss
-    policy_target: str = "release"  # "release": MLE of the searched action, CE with the improved policy on 1-D tasks; "action": MLE everywhere; "improved": CE everywhere
+    policy_target: str = "improved_1d"  # "improved_1d": CE with the improved policy on 1-D tasks, MLE of the searched action on the rest (EfficientZero-V2's DMC rule); "action": MLE on every task (the EZ-M release); "improved": CE on every task
     consistency_coef: float = 5.0  # weight of the SimSiam temporal consistency loss
     path_coef: float = 0.5  # weight of the path consistency loss
     entropy_coef: float = 5e-2  # weight of the squashed policy's entropy bonus (EfficientZero-V2 DMC; the EZ-M release: 5e-3)
@@ -182,7 +182,7 @@ def paper() -> Config:
                           reward_range=(-299.0, 299.0), value_range=(-299.0, 299.0)),
         search=SearchConfig(simulations=32, root_actions=16, root_policy_samples=4, value_min_heads=2),
         learn=LearnConfig(batch_size=512, lr=1e-4, weight_decay=2e-5, unroll=5, td_steps=5,
-                          td_bootstrap="search", target_update_interval=200, entropy_coef=5e-3,
+                          td_bootstrap="search", target_update_interval=200, entropy_coef=5e-3, policy_target="action",
                           reanalyze_simulations=32, value_target="mixed", replay_ratio=0.25),
         train=TrainConfig(env_steps_per_task=1_000_000, eval_interval=50_000,
                           checkpoint_interval=50_000, log_interval=10_000),
@@ -329,7 +329,7 @@ def build(preset_name: str = "dmc", config_file: str | Path | None = None,
 
 
 VALUE_TARGETS = ("mixed", "rule", "td")
-POLICY_TARGETS = ("action", "release", "improved")
+POLICY_TARGETS = ("action", "improved_1d", "improved")
 TD_BOOTSTRAPS = ("search", "mean")
 HEAD_DRAWS = ("node", "search")
 ROOT_PRIORS = ("uniform", "importance")

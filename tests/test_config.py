@@ -61,7 +61,7 @@ def test_round_trip_through_yaml(tmp_path):
     ("search.root_prior=flat", "search.root_prior must be one of uniform, importance"),
     ("model.policy_log_std_min=0", "model.policy_log_std_min must lie in"),
     ("learn.td_bootstrap=max", "learn.td_bootstrap must be one of search, mean"),
-    ("learn.policy_target=best", "learn.policy_target must be one of action, release, improved"),
+    ("learn.policy_target=best", "learn.policy_target must be one of action, improved_1d, improved"),
     ("model.value_range=[5,-5]", "model.value_range must be"),
     ("search.eval_root_widen=0", "search.eval_root_widen must be positive"),
     ("search.root_widen=-1", "search.root_widen must be positive"),

@@ -52,18 +52,19 @@ def test_fitting_a_fixed_batch_drives_reward_and_value_losses_down(tmp_path):
     assert metrics["loss/value"] < first["loss/value"] / 4
 
 
-def test_policy_target_action_narrows_a_1d_policy_that_the_release_target_keeps_wide(tmp_path):
+def test_policy_target_action_narrows_a_1d_policy_that_the_improved_1d_target_keeps_wide(tmp_path):
     """Fitting one batch: the searched action is one point per state, so its MLE shrinks the std;
-    the release's improved policy spreads mass over (widened) candidates and holds the std up."""
+    the improved policy (EfficientZero-V2's 1-D target) spreads mass over (widened) candidates and
+    holds the std up."""
     entropies = {}
-    for target in ("action", "release"):
+    for target in ("action", "improved_1d"):
         cfg = _small_config(tmp_path / target, target_update_interval=10_000, lr=3e-3, policy_target=target)
         (tmp_path / target).mkdir()
         trainer, batch = _collect_and_sample(cfg, tmp_path / target, decisions=30)
         for _ in range(200):  # 120 left the gap at 0.5-0.8 depending on the torch thread count
             metrics, _ = trainer.learner.update(batch, torch.Generator().manual_seed(0), env_step=0)
         entropies[target] = float(metrics["loss/entropy"])  # cartpole: one action dim, log std + 1.42
-    assert entropies["action"] < entropies["release"] - 0.7  # std at least twice as narrow
+    assert entropies["action"] < entropies["improved_1d"] - 0.7  # std at least twice as narrow
 
 
 def test_policy_loss_is_the_searched_action_mle_or_the_improved_policy_ce():
@@ -83,7 +84,7 @@ def test_policy_loss_is_the_searched_action_mle_or_the_improved_policy_ce():
 def test_policy_targets_pick_the_rows_fitted_to_the_improved_policy():
     mask = torch.tensor([[1.0, 0.0, 0.0], [1.0, 1.0, 0.0], [1.0, 1.0, 1.0], [1.0, 0.0, 0.0]])  # 1-D, 2-D, 3-D, 1-D
     assert improved_rows("action", mask) is None
-    assert improved_rows("release", mask).tolist() == [True, False, False, True]
+    assert improved_rows("improved_1d", mask).tolist() == [True, False, False, True]
     assert improved_rows("improved", mask).tolist() == [True, True, True, True]
 
 

@@ -1,8 +1,9 @@
 """The EZ-M losses over U unroll steps (paper eqs. 7-9), computed for a batch mixing tasks.
 
 Per row: reward cross-entropy, value cross-entropy on every ensemble head, policy MLE of the
-searched action (with `learn.policy_target=release`, the cross-entropy with the improved policy
-over the candidates for 1-D action tasks; with `improved`, for every task), entropy bonus,
+searched action (with `learn.policy_target=improved_1d`, EfficientZero-V2's DMC rule, the
+cross-entropy with the improved policy over the candidates for 1-D action tasks; with `improved`,
+for every task; with `action`, the EZ-M release's rule, for none), entropy bonus,
 SimSiam temporal consistency and path consistency. Row losses are weighted by the replay importance weights, averaged within
 each task and summed over tasks (a task's share of the batch may be one row more or less than
 another's).
@@ -65,11 +66,11 @@ def _policy_loss(loc: torch.Tensor, std: torch.Tensor, targets: Targets, mask: t
 
 def improved_rows(policy_target: str, action_mask: torch.Tensor) -> torch.Tensor | None:
     """[B] rows whose policy is fitted by the CE with the improved policy (the rest by the MLE of
-    the searched action), from their action masks [B, A]: the release's rule takes 1-D tasks,
-    "improved" every task (a weighted fit to all root candidates), "action" none (None)."""
+    the searched action), from their action masks [B, A]: "improved_1d" takes 1-D tasks (EfficientZero-V2),
+    "improved" every task (a weighted fit to all root candidates), "action" none (None, the EZ-M release)."""
     if policy_target == "action":
         return None
-    if policy_target == "release":
+    if policy_target == "improved_1d":
         return action_mask.sum(-1) == 1
     return torch.ones(action_mask.shape[0], dtype=torch.bool, device=action_mask.device)
 
