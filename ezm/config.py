@@ -66,7 +66,6 @@ class SearchConfig:
     value_min_heads: int = 2  # value inference: minimum over this many randomly chosen heads (the release)
     head_draw: str = "node"  # "node": fresh random heads at every node (release); "search": one draw per root
     gumbel_scale: float = 1.0  # scale of the Gumbel noise when acting (0 disables it)
-    root_prior: str = "uniform"  # root prior logits: "uniform" (the EZ-M release) or "importance", log pi / widened proposal (Sampled MuZero)
 
 
 @dataclass(frozen=True)
@@ -332,7 +331,6 @@ VALUE_TARGETS = ("mixed", "rule", "td")
 POLICY_TARGETS = ("action", "improved_1d", "improved")
 TD_BOOTSTRAPS = ("search", "mean")
 HEAD_DRAWS = ("node", "search")
-ROOT_PRIORS = ("uniform", "importance")
 BACKENDS = ("single", "ray")
 
 
@@ -449,7 +447,6 @@ def validate(cfg: Config) -> Config:
                                  ("learn.policy_target", cfg.learn.policy_target, POLICY_TARGETS),
                                  ("learn.td_bootstrap", cfg.learn.td_bootstrap, TD_BOOTSTRAPS),
                                  ("search.head_draw", cfg.search.head_draw, HEAD_DRAWS),
-                                 ("search.root_prior", cfg.search.root_prior, ROOT_PRIORS),
                                  ("system.backend", cfg.system.backend, BACKENDS)):
         if value not in choices:
             problems.append(f"{name} must be one of {', '.join(choices)}, got {value!r}")

@@ -58,7 +58,6 @@ def test_round_trip_through_yaml(tmp_path):
     ("learn.value_target=mc", "learn.value_target must be one of mixed, rule, td"),
     ("learn.lr_final=1.5", "learn.lr_final must lie in"),
     ("search.head_draw=tree", "search.head_draw must be one of node, search"),
-    ("search.root_prior=flat", "search.root_prior must be one of uniform, importance"),
     ("model.policy_log_std_min=0", "model.policy_log_std_min must lie in"),
     ("learn.td_bootstrap=max", "learn.td_bootstrap must be one of search, mean"),
     ("learn.policy_target=best", "learn.policy_target must be one of action, improved_1d, improved"),

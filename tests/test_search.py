@@ -13,7 +13,7 @@ from ezm.config import SearchConfig
 from ezm.model import Inference
 from ezm.search import considered_visits, search, search_discrete, search_from_root, search_with_tree, value_of
 from ezm.search import rng
-from ezm.search.gumbel import _HEADS, head_draws, root_logits
+from ezm.search.gumbel import _HEADS, head_draws
 from ezm.search.tree import Rules, new_tree, sigma_q
 
 GOLDEN = np.load(Path(__file__).parent / "data" / "mctx_golden.npz")
@@ -214,52 +214,6 @@ def test_root_candidates_follow_policy_then_widened_policy() -> None:
     assert abs(plain.std().item() - 0.5) < 0.03
     assert abs(plain.mean().item()) < 0.03
     assert abs(widened.std().item() - 1.5) < 0.06  # 3 * 0.5; the clip at atanh(0.999) = 3.8 cuts 1%
-
-
-def test_importance_prior_is_policy_over_proposal_density() -> None:
-    g = torch.Generator().manual_seed(0)
-    noise = torch.randn(3, 8, 4, generator=g, dtype=torch.float64)  # [B, K, A]
-    widen = torch.tensor([1.0, 1.0] + [3.0] * 6, dtype=torch.float64)[:, None]  # [K, 1]
-    valid = torch.tensor([[1, 1, 1, 1], [1, 1, 0, 0], [1, 0, 0, 0]], dtype=torch.bool)
-    logits = root_logits(noise, valid, 2, 3.0, "importance")
-    std = torch.tensor([0.3, 0.7, 1.1, 0.2], dtype=torch.float64)  # any std: it cancels in the ratio
-    for b in range(3):
-        u = (noise[b] * widen * std)[:, valid[b]]  # [K, valid dims] pre-tanh offsets from loc
-        log_pi = torch.distributions.Normal(0.0, std[valid[b]]).log_prob(u).sum(-1)
-        log_wide = torch.distributions.Normal(0.0, 3 * std[valid[b]]).log_prob(u).sum(-1)
-        log_beta = torch.logaddexp(log_pi + np.log(2 / 8), log_wide + np.log(6 / 8))
-        torch.testing.assert_close(logits[b], log_pi - log_beta)
-    assert torch.equal(root_logits(noise, valid, 2, 3.0, "uniform"), torch.zeros(3, 8, dtype=torch.float64))
-    assert torch.equal(root_logits(noise, valid, 2, 1.0, "importance"), torch.zeros(3, 8, dtype=torch.float64))
-
-
-def test_importance_prior_weighs_candidates_back_to_the_policy() -> None:
-    """Self-normalised weights softmax(prior) over the K candidates estimate moments of pi itself:
-    the pre-tanh variance of N(0, 1) is 1 (to within self-normalisation's O(1/K) bias, 1.07 at
-    K = 8), while the uniform prior gives the proposal mixture's (2/8 * 1 + 6/8 * 9 = 7). A search
-    with equal Q everywhere returns exactly those weights."""
-    batch = 20000
-    noise = torch.randn(batch, 8, 1, generator=torch.Generator().manual_seed(1), dtype=torch.float64)
-    widen = torch.tensor([1.0, 1.0] + [3.0] * 6, dtype=torch.float64)[:, None]
-    u2 = (noise * widen)[..., 0].square()  # [B, K]
-    valid = torch.ones(batch, 1, dtype=torch.bool)
-    for prior, variance, tolerance in (("importance", 1.0, 0.12), ("uniform", 7.0, 0.15)):
-        weights = torch.softmax(root_logits(noise, valid, 2, 3.0, prior), -1)
-        assert abs((weights * u2).sum(-1).mean().item() - variance) < tolerance
-
-    class FlatModel(TargetModel):  # every transition pays 0: all candidates are equally good
-        def recurrent(self, latent: Tensor, action: Tensor, task: Tensor, heads: Tensor | None = None) -> Inference:
-            return asked_heads(self._out(latent + 1, latent.new_zeros(latent.shape[0])), heads)
-
-    model, rows = FlatModel(torch.zeros(2, dtype=torch.float64)), 6
-    obs, task = torch.zeros(rows, 1, dtype=torch.float64), torch.zeros(rows, dtype=torch.long)
-    cfg = SearchConfig(simulations=8, root_actions=8, root_policy_samples=2, root_prior="importance")
-    keys = torch.arange(rows, dtype=torch.int64)
-    out = search(model, obs, task, torch.ones(rows, 2), cfg, 0.99, None, False, keys=keys)
-    offsets = torch.atanh(out.candidates) / 0.5  # [B, K, A] the draws in units of the policy std
-    expected = torch.softmax(root_logits(offsets / widen, torch.ones(rows, 2, dtype=torch.bool), 2, 3.0,
-                                         "importance"), -1)
-    torch.testing.assert_close(out.improved_policy, expected, rtol=0, atol=1e-6)
 
 
 def test_batch_gives_the_results_of_single_root_searches() -> None:

@@ -6,9 +6,9 @@ candidates come from and in how q is normalised:
 - continuous (`search`, `search_from_root`): the root samples K candidates from its policy
   (root_policy_samples as tanh of N(loc, sigma), the rest of N(loc, root_widen * sigma)), every
   expanded node samples C = child_actions from its own squashed N(loc, sigma); all clipped to
-  [-0.999, 0.999] with masked dims exactly 0; prior logits uniform (or, `root_prior` "importance",
-  log pi / proposal, see `root_logits`); q normalised over the
-  tree's backed-up returns (EfficientZero-V2's MinMaxStats, gap floored at 0.01).
+  [-0.999, 0.999] with masked dims exactly 0; prior logits uniform (the candidates are already
+  samples of the policy, as in the EZ-M release); q normalised over the tree's backed-up
+  returns (EfficientZero-V2's MinMaxStats, gap floored at 0.01).
 - discrete (`search_discrete`): one fixed candidate set [B, K, A] is the child set of every
   node, prior logits come from the model (`Inference.logits`, [B, K]); q normalised per node.
   This is mctx's `gumbel_muzero_policy` with `qtransform_completed_by_mix_value`.
@@ -23,7 +23,6 @@ drawn from the torch.Generator.
 """
 from __future__ import annotations
 
-import math
 from typing import TYPE_CHECKING, Any, Callable, NamedTuple
 
 import torch
@@ -73,29 +72,6 @@ def head_draws(keys: Tensor, cfg: SearchConfig, heads: int, dtype: torch.dtype) 
     """
     nodes = cfg.simulations + 1 if cfg.head_draw == "node" else 1
     return rng.uniform(keys, _HEADS, (nodes, heads), dtype).expand(-1, cfg.simulations + 1, -1)
-
-
-def root_logits(noise: Tensor, valid: Tensor, policy_samples: int, widen: float, prior: str) -> Tensor:
-    """[B, K] prior logits of the root candidates loc + std * noise[:, k], widened by `widen` from
-    candidate `policy_samples` on.
-
-    "uniform": zeros (the EZ-M release). "importance": log pi(a) - log beta(a), beta the proposal
-    mixture (policy_samples / K of N(loc, std), the rest of N(loc, widen * std)) over the valid
-    dims, so that the search weighs every candidate by the policy and not by how it was drawn
-    (Sampled MuZero's correction; the tanh Jacobian and the std cancel in the ratio).
-    noise [B, K, A] standard normal, valid [B, A] bool; 1 <= policy_samples (the config's bound).
-    """
-    batch, k, _ = noise.shape
-    if prior == "uniform" or widen == 1.0 or policy_samples >= k:
-        return noise.new_zeros(batch, k)
-    scale = noise.new_full((k,), widen ** 2)  # [K] squared widening of each candidate
-    scale[:policy_samples] = 1.0
-    z2 = (noise.square() * valid[:, None]).sum(-1) * scale  # [B, K] squared offsets in units of std
-    dims = valid.sum(-1, keepdim=True).to(noise.dtype)  # [B, 1]
-    log_p = -0.5 * z2  # [B, K] log N(loc, std), up to the terms the ratio cancels
-    log_wide = -0.5 * z2 / widen ** 2 - dims * math.log(widen)  # [B, K] log N(loc, widen * std), same terms
-    share = policy_samples / k
-    return log_p - torch.logaddexp(log_p + math.log(share), log_wide + math.log(1.0 - share))
 
 
 def sample_actions(loc: Tensor, std: Tensor, noise: Tensor, valid: Tensor) -> Tensor:
@@ -170,7 +146,7 @@ def search_with_tree(model: Any, root: Inference, task: Tensor, action_mask: Ten
         return uniform, actions
 
     value = value_of(root.values, draws[:, 0], cfg.value_min_heads)  # [B]
-    logits = root_logits(noise, valid, cfg.root_policy_samples, cfg.root_widen, cfg.root_prior)  # [B, K]
+    logits = torch.zeros(batch, k, dtype=dtype, device=device)  # [B, K] uniform prior over the candidates
     return _run(model, task, root.latent, value, logits, candidates, gumbel, children, c, draws, cfg, discount,
                 per_node_norm=False)
 
