@@ -42,7 +42,8 @@ def twin(learner: Learner, cfg: config_lib.Config, num_tasks: int, device: str) 
     return other
 
 
-def losses(learner: Learner, batch: Batch, generator: torch.Generator, env_steps: int) -> tuple[dict, torch.Tensor, torch.Tensor]:
+def losses(learner: Learner, batch: Batch, generator: torch.Generator,
+           env_steps: int) -> tuple[dict, torch.Tensor, torch.Tensor]:
     """One update: its loss parts, its new priorities [B] and the searched actions [B, U+1, A] (on CPU)."""
     learner.observe(batch)
     targets = reanalyze(learner.target_model, batch, learner.cfg, learner.variance_range, generator,
@@ -58,7 +59,8 @@ def main() -> None:
     parser.add_argument("--preset", default="dmc")
     parser.add_argument("--rows", type=int, default=300, help="replay rows per task collected first")
     parser.add_argument("--updates", type=int, default=20)
-    parser.add_argument("--device", default="cuda", help="the device compared with the CPU (cpu checks the script itself)")
+    parser.add_argument("--device", default="cuda",
+                        help="the device compared with the CPU (cpu checks the script itself)")
     parser.add_argument("--tag", default="", help="suffix of the result file")
     parser.add_argument("overrides", nargs="*", help="section.field=value")
     args = parser.parse_args()
@@ -89,8 +91,8 @@ def main() -> None:
                           zip(cpu.model.state_dict().values(), gpu.model.state_dict().values())
                           if a.is_floating_point())
         trainer.close()
-    result = {**meta(), "config": config_lib.to_dict(cfg), "suite": args.suite, "device": args.device, "rows_per_task": args.rows,
-              "updates": rows, "max_weight_diff": weight_diff}
+    result = {**meta(), "config": config_lib.to_dict(cfg), "suite": args.suite, "device": args.device,
+              "rows_per_task": args.rows, "updates": rows, "max_weight_diff": weight_diff}
     out = REPO / "benchmarks" / "results" / f"cuda_parity{'_' + args.tag if args.tag else ''}.json"
     out.write_text(json.dumps(result, indent=1) + "\n")
     print(f"largest weight difference after {args.updates} updates: {weight_diff:.2e}\nwritten to {out}")
