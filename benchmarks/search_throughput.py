@@ -134,8 +134,8 @@ def main() -> None:
                 results.append(result)
                 print(json.dumps(result), flush=True)
     paper_params = count_parameters(build("paper", torch.device("cpu"))[1])
-    report = {**meta(), "torch_threads": torch.get_num_threads(), "budget": args.budget, "paper_preset_params": paper_params,
-              "results": results}
+    report = {**meta(), "torch_threads": torch.get_num_threads(), "budget": args.budget,
+              "paper_preset_params": paper_params, "results": results}
     name = args.out or ("search_throughput_cuda.json" if [d.type for d in devices] == ["cuda"]
                         else "search_throughput.json")
     RESULTS.mkdir(exist_ok=True)

@@ -96,7 +96,7 @@ class LearnConfig:
     entropy_coef: float = 5e-2  # weight of the squashed policy's entropy bonus (EfficientZero-V2 DMC; the EZ-M release: 5e-3)
     path_consistency: bool = True  # use the path consistency loss (off: the -PathCons ablation)
     latent_grad_scale: float = 0.5  # gradient scale on the latent at every unroll step
-    target_update_interval: int = 25  # updates between copies of the online model to the target (EfficientZero-V2 DMC: 200; 25 beat 100 on 3 cartpole seeds, level on walker seed 0)
+    target_update_interval: int = 25  # updates between copies of the online model to the target (EfficientZero-V2 DMC: 200; 25 beat 100 on 3 cartpole seeds, level on 3 walker seeds: docs/results.md)
     value_target: str = "rule"  # "rule" (age-based, the release), "mixed" (the paper's ensemble-variance alpha) or "td"
     rule_switch_updates: int = 50_000  # rule-based mixing: updates before old transitions use search values
     rule_age: int = 20_000  # rule-based mixing: transitions older than this many env steps use search values
@@ -181,8 +181,8 @@ def paper() -> Config:
                           reward_range=(-299.0, 299.0), value_range=(-299.0, 299.0)),
         search=SearchConfig(simulations=32, root_actions=16, root_policy_samples=4, value_min_heads=2),
         learn=LearnConfig(batch_size=512, lr=1e-4, weight_decay=2e-5, unroll=5, td_steps=5,
-                          td_bootstrap="search", target_update_interval=200, entropy_coef=5e-3, policy_target="action",
-                          reanalyze_simulations=32, value_target="mixed", replay_ratio=0.25),
+                          td_bootstrap="search", target_update_interval=200, entropy_coef=5e-3,
+                          policy_target="action", reanalyze_simulations=32, value_target="mixed", replay_ratio=0.25),
         train=TrainConfig(env_steps_per_task=1_000_000, eval_interval=50_000,
                           checkpoint_interval=50_000, log_interval=10_000),
     )
