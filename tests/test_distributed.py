@@ -87,6 +87,17 @@ def test_async_keeps_the_replay_ratio_and_logs_staleness(tmp_path):
     assert all(r["faults/rollout"] == r["faults/reanalyze"] == 0 for r in rows)
 
 
+def test_the_learner_reanalyzes_itself_rather_than_wait_for_a_full_queue(tmp_path):
+    # replay ratio 2: a decision earns 4 updates, more than the one batch the queue holds
+    result = train(_cfg(tmp_path, "system.backend=ray", "system.reanalyze_workers=1", "system.queue_size=1",
+                        "learn.replay_ratio=2"))
+    assert result.updates == 4 * UPDATES  # the updates taken here count against the same budget
+    learning = [r for r in _metrics(result.run_dir) if r["updates"] > 0]
+    shares = [r["pipeline/learner_reanalyze"] for r in learning]
+    assert all(0 <= share <= 1 for share in shares)
+    assert 0 < sum(shares) / len(shares) < 1  # both the learner and the worker computed targets
+
+
 def _when(condition, action) -> threading.Thread:
     """Run `action` in a thread as soon as `condition()` holds (checked every 50 ms, for 300 s)."""
     def wait():

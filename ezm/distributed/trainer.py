@@ -22,6 +22,11 @@ a step acted with were put) and `staleness/reanalyze` (updates since a batch's t
 asked for with the then-current target), mean and max since the previous log line, and
 `pipeline/learner_idle`, the share of the time the learner waited for targets or steps (near 0:
 the learner is the bottleneck; near 1: add reanalyze or rollout workers).
+When every reanalyze queue is full, updates are still owed and no result is ready, the learner
+does not wait: it reanalyzes a batch itself with its own target model and the single process's
+`update` (staleness 0), so on few cores the learner's share of the reanalyze work balances
+itself; `pipeline/learner_reanalyze` is the share of the updates since the previous log line
+whose targets the learner computed (near 1: the reanalyze workers are too few or too slow).
 
 Faults: an actor that dies is restarted by Ray (up to system.max_restarts times); a rollout
 worker's open episodes are lost (replay opens new ones in its rows) and a reanalyze worker's
@@ -73,6 +78,7 @@ class RayTrainer(Trainer):
         self.staleness = {"acting": [], "reanalyze": []}  # since the last log line, in updates
         self.faults = {"rollout": 0, "reanalyze": 0}  # actors that died during this process
         self.waited_s, self.since = 0.0, time.time()  # seconds the learner waited for results, since
+        self.reanalyzed_here, self.updated = 0, 0  # updates since the last log line: with targets computed here, all
         self._metrics: dict[str, torch.Tensor] = {}  # of the latest update
         super().__init__(cfg, run_dir)
 
@@ -148,7 +154,9 @@ class RayTrainer(Trainer):
         values.update({f"faults/{name}": float(count) for name, count in self.faults.items()})
         now = time.time()
         values["pipeline/learner_idle"] = self.waited_s / max(now - self.since, 1e-9)
+        values["pipeline/learner_reanalyze"] = self.reanalyzed_here / self.updated if self.updated else 0.0
         self.waited_s, self.since = 0.0, now
+        self.reanalyzed_here, self.updated = 0, 0
         return values
 
     # --- weights ----------------------------------------------------------------------------
@@ -257,6 +265,9 @@ class RayTrainer(Trainer):
         """Handle one result: an update from arrived targets (returns 0) or a rollout step
         written to replay (returns its env steps per task)."""
         refs = [job.ref for job in self.jobs] + list(self.steps_out)
+        if self.owed_updates - len(self.jobs) >= 1.0 and not ray.wait(refs, num_returns=1, timeout=0)[0]:
+            self._update_here()  # every queue is full (`_fill` ran): reanalyze here rather than wait
+            return 0
         began = time.time()
         (ready,), _ = ray.wait(refs, num_returns=1)
         self.waited_s += time.time() - began
@@ -279,4 +290,15 @@ class RayTrainer(Trainer):
         self._metrics, priority = self._step(job.batch, targets, variance)
         self.replay.update_priorities(job.batch.index.cpu(), priority.cpu())
         self.owed_updates -= 1.0
+        self.updated += 1
         return 0
+
+    def _update_here(self) -> None:
+        """An owed update whose targets the learner computes itself, as the single process does."""
+        batch = self.sample_batch()
+        self._metrics, priority = self.learner.update(batch, self.learn_generator, self.env_steps)
+        self.replay.update_priorities(batch.index.cpu(), priority.cpu())
+        self.owed_updates -= 1.0
+        self.staleness["reanalyze"].append(0)
+        self.reanalyzed_here += 1
+        self.updated += 1
