@@ -91,7 +91,6 @@ class LearnConfig:
     value_coef: float = 0.5  # weight of the value cross-entropy (every ensemble head)
     policy_coef: float = 1.0  # weight of the policy loss
     policy_target: str = "improved_1d"  # "improved_1d": CE with the improved policy on 1-D tasks, MLE of the searched action on the rest (EfficientZero-V2's DMC rule); "action": MLE on every task (the EZ-M release); "improved": CE on every task
-    policy_correction: bool = False  # weigh every root candidate of the CE policy target by pi / beta (Sampled MuZero), so a flat q gives back the policy, not the widened mixture the candidates are drawn from
     consistency_coef: float = 5.0  # weight of the SimSiam temporal consistency loss
     path_coef: float = 0.5  # weight of the path consistency loss
     entropy_coef: float = 5e-2  # weight of the squashed policy's entropy bonus (EfficientZero-V2 DMC; the EZ-M release: 5e-3)

@@ -8,8 +8,7 @@ from torch.nn import functional as F
 from ezm.config import paper, quickstart
 from ezm.model import Support, WorldModel, count_parameters
 from ezm.model.networks import ValueEnsemble, head
-from ezm.model.policy import (LOC_BOUND, LOG_STD_MAX, LOG_STD_MIN, entropy, gaussian, log_prob,
-                              proposal_log_ratio, raw_log_std)
+from ezm.model.policy import LOC_BOUND, LOG_STD_MAX, LOG_STD_MIN, entropy, gaussian, log_prob, raw_log_std
 from ezm.model.support import h, h_inverse
 from squashed import squashed
 
@@ -323,26 +322,3 @@ def test_tiny_fit_drives_reward_cross_entropy_down():
         predicted = model.recurrent(latent, action, task).reward
     assert last < 0.5 * first
     assert (predicted - reward).abs().mean() < 0.2
-
-
-def test_proposal_log_ratio_reweighs_the_widened_root_mixture_back_to_the_policy():
-    torch.manual_seed(0)
-    n, k, share, widen = 4000, 8, 0.25, 3.0
-    loc = torch.tensor([[0.3, -0.2, 0.0]]).expand(n, 3)  # the third dim is masked
-    std = torch.tensor([[0.4, 0.3, 1e-4]]).expand(n, 3)
-    mask = torch.tensor([[1.0, 1.0, 0.0]]).expand(n, 3)
-    scale = torch.full((k, 1), widen)
-    scale[: int(share * k)] = 1.0  # the search's root: 2 policy draws, 6 widened
-    u = loc[:, None] + std[:, None] * scale * torch.randn(n, k, 3)
-    candidates = torch.tanh(u).clamp(-0.999, 0.999) * mask[:, None]
-    weights = proposal_log_ratio(loc, std, candidates, mask, widen, share).softmax(-1)  # [N, K]
-    u = torch.atanh(candidates[..., :2]).reshape(-1, 2)  # [N*K, 2]
-    w = weights.reshape(-1, 1) / n
-    mean = (w * u).sum(0)
-    spread = (w * (u - mean).square()).sum(0).sqrt()
-    torch.testing.assert_close(mean, loc[0, :2], atol=0.03, rtol=0)
-    torch.testing.assert_close(spread, std[0, :2], atol=0.03, rtol=0)
-    unweighted = u.std(0)
-    assert (unweighted > 2.2 * std[0, :2]).all()  # the mixture itself is far wider than the policy
-    flat = proposal_log_ratio(loc, std, candidates, mask, widen, 1.0)
-    assert torch.equal(flat, torch.zeros(n, k))

@@ -17,7 +17,6 @@ import torch
 
 from ezm.config import Config
 from ezm.model import Inference, WorldModel
-from ezm.model.policy import proposal_log_ratio
 from ezm.replay.buffer import Batch
 from ezm.search import search_from_root, value_of
 
@@ -27,7 +26,7 @@ class Targets(NamedTuple):
     td_value: torch.Tensor  # [B, U+1] n-step TD target
     search_value: torch.Tensor  # [B, U+1] root value of the reanalyze search
     candidates: torch.Tensor  # [B, U+1, K, A] reanalyze root candidates
-    improved_policy: torch.Tensor  # [B, U+1, K] improved policy over them (weighed by pi / beta with learn.policy_correction)
+    improved_policy: torch.Tensor  # [B, U+1, K] improved policy over them
     action: torch.Tensor  # [B, U+1, A] action chosen by the reanalyze search
     value_mask: torch.Tensor  # [B, U+1] position holds a state of the sampled episode
     reward_mask: torch.Tensor  # [B, U] an action was taken at that position
@@ -131,11 +130,6 @@ def reanalyze(target_model: WorldModel, batch: Batch, cfg: Config, variance_rang
     searched = search_from_root(target_model, root_p, task_p, mask_p, search_cfg, cfg.decision_discount,
                                 generator, add_noise=False)
     search_value = searched.root_value.view(b, p)  # [B, P]
-    improved = searched.improved_policy  # [B*P, K]
-    if cfg.learn.policy_correction:
-        share = cfg.search.root_policy_samples / cfg.search.root_actions
-        ratio = proposal_log_ratio(root_p.loc, root_p.std, searched.candidates, mask_p, cfg.search.root_widen, share)
-        improved = torch.softmax(improved.log() + ratio, -1)
 
     value_mask = batch.valid[:, :p]  # [B, P]
     variance = values[:, :p].var(dim=-1)  # [B, P] disagreement of the ensemble
@@ -156,7 +150,7 @@ def reanalyze(target_model: WorldModel, batch: Batch, cfg: Config, variance_rang
     return Targets(
         value=value, td_value=td, search_value=search_value,
         candidates=searched.candidates.view(b, p, *searched.candidates.shape[1:]),
-        improved_policy=improved.view(b, p, -1),
+        improved_policy=searched.improved_policy.view(b, p, -1),
         action=searched.action.view(b, p, -1),
         value_mask=value_mask,
         reward_mask=acted_rows(batch.valid, batch.last)[:, :unroll],

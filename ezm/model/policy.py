@@ -61,29 +61,6 @@ def squash(u: Tensor) -> Tensor:
     return torch.tanh(u).clamp(-ACTION_BOUND, ACTION_BOUND)
 
 
-def proposal_log_ratio(loc: Tensor, std: Tensor, candidates: Tensor, mask: Tensor, widen: float,
-                       policy_share: float) -> Tensor:
-    """[B, K] log pi(a) - log beta(a) of root candidates [B, K, A] drawn as the search draws them.
-
-    beta is the root's proposal: with probability `policy_share` a draw of the policy
-    N(loc, std) [B, A], otherwise of the widened N(loc, widen * std), both squashed. The tanh
-    Jacobian is common to pi and beta and cancels, so the ratio is taken in u = atanh(a) over the
-    valid dims. Weighing a fit to the candidates by pi / beta makes it a fit to pi's draws
-    (Sampled MuZero), so a flat q gives back the policy instead of the wider mixture. Zero when
-    every candidate is a policy draw.
-    """
-    if policy_share >= 1.0:
-        return candidates.new_zeros(candidates.shape[:2])
-    u = torch.atanh(candidates.clamp(-ACTION_BOUND, ACTION_BOUND))  # [B, K, A]
-    valid = mask.to(u.dtype)[:, None]  # [B, 1, A]
-    z = (u - loc[:, None]) / std[:, None]  # [B, K, A]
-    dims = valid.sum(-1)  # [B, 1]
-    log_pi = (-0.5 * z.square() * valid).sum(-1)  # [B, K] up to the shared terms
-    log_wide = (-0.5 * (z / widen).square() * valid).sum(-1) - dims * math.log(widen)  # [B, K]
-    log_beta = torch.logaddexp(log_pi + math.log(policy_share), log_wide + math.log1p(-policy_share))
-    return log_pi - log_beta
-
-
 def _log_tanh_jacobian(u: Tensor) -> Tensor:
     """log(1 - tanh(u)^2), computed stably for large |u|."""
     return 2.0 * (math.log(2.0) - u - F.softplus(-2.0 * u))
