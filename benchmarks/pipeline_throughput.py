@@ -11,8 +11,9 @@ Arrangements (every one a real `ezm train` of the same config and seed, in this 
   ray              the Ray pipeline (asynchronous): the learner here (one thread), one rollout and
                    two reanalyze actors (system.worker_threads each) on a local cluster, which
                    starts with this row (so it is not running during the others) and ends with the
-                   script; reanalyze is the largest part of an update, and on 2 cores one
-                   reanalyze actor leaves the learner waiting for targets
+                   script; reanalyze is the largest part of an update, and on 2 cores two
+                   reanalyze actors beat one (with one, the learner computes many targets
+                   itself: 1.60x against 1.74x on dmc-walker, docs/scale-out.md)
 Each run collects its warm-up and then --measure env steps per task; the rates are those of
 the logged rows after warm-up (evaluation off, the final one not counted). Writes
 benchmarks/results/pipeline_throughput[_TAG].json shaped as {"machine", "commit", "time",
