@@ -7,7 +7,8 @@ The search scores a root candidate a as q(a) = r + discount * v, where v is the 
 script plays evaluation episodes (no noise) with a trained model; at every decision of every
 row it scores all K root candidates with one model call and compares the best candidate under
 the ensemble mean with the best under (a) `draws` random draws of the configured number of heads
-(one per candidate, or one per root shared by all candidates with `search.head_draw=search`) and
+(one per candidate, as the search draws them, or with `--shared-draw` one per root shared by all
+candidates) and
 (b) the minimum over all heads. A high "flip rate" for (a) means the choice among candidates is
 mostly decided by which heads were drawn.
 
@@ -17,7 +18,6 @@ of q over the candidates and the mean standard deviation of q across heads.
 from __future__ import annotations
 
 import argparse
-import dataclasses
 import json
 import os
 from pathlib import Path
@@ -35,14 +35,15 @@ from ezm.workers.run import load_for_eval
 
 @torch.no_grad()
 def candidate_statistics(model, root: Inference, task: torch.Tensor, candidates: torch.Tensor,
-                         cfg: config_lib.Config, draws: int, generator: torch.Generator) -> dict[str, torch.Tensor]:
+                         cfg: config_lib.Config, draws: int, shared: bool,
+                         generator: torch.Generator) -> dict[str, torch.Tensor]:
     """Per row [E]: flip rates of the random-head and all-head minimum against the mean, q spread, head std."""
     rows, k, dims = candidates.shape
     latent = root.latent.repeat_interleave(k, 0)  # [E * K, H]
     out = model.recurrent(latent, candidates.reshape(rows * k, dims), task.repeat_interleave(k))
     q = (out.reward[:, None] + cfg.decision_discount * out.values).view(rows, k, -1)  # [E, K, V]
     best_mean = q.mean(-1).argmax(-1)  # [E]
-    per_candidate = k if cfg.search.head_draw == "node" else 1
+    per_candidate = 1 if shared else k
     uniforms = torch.rand(draws, rows, per_candidate, q.shape[-1], generator=generator)  # [D, E, K or 1, V]
     uniforms = uniforms.expand(-1, -1, k, -1).reshape(draws * rows * k, -1)  # [D * E * K, V]
     repeated = q.reshape(1, rows * k, -1).expand(draws, -1, -1).reshape(draws * rows * k, -1)  # [D * E * K, V]
@@ -62,8 +63,8 @@ def main() -> None:
     parser.add_argument("--episodes", type=int, default=2, help="evaluation episodes per task")
     parser.add_argument("--draws", type=int, default=20, help="random head draws per decision")
     parser.add_argument("--seed", type=int, default=0)
-    parser.add_argument("--head-draw", choices=["node", "search"], default=None,
-                        help="score with this search.head_draw instead of the run's")
+    parser.add_argument("--shared-draw", action="store_true",
+                        help="one head draw per root shared by all candidates, instead of one per candidate")
     parser.add_argument("--tag", default="", help="suffix of the output file")
     args = parser.parse_args()
     os.environ.setdefault("MUJOCO_GL", "egl")
@@ -71,8 +72,6 @@ def main() -> None:
     torch.set_grad_enabled(False)  # inference only
 
     cfg, model, tasks, env_steps = load_for_eval(Path(args.path))
-    if args.head_draw:
-        cfg = config_lib.replace(cfg, search=dataclasses.replace(cfg.search, head_draw=args.head_draw))
     evaluator = Evaluator(tasks, cfg, args.episodes, seed=args.seed)
     generator = torch.Generator().manual_seed(args.seed)
     sums, decisions = {}, np.zeros(evaluator.env.num_envs, np.int64)  # per row [E]
@@ -81,7 +80,8 @@ def main() -> None:
         root = model.initial(obs, evaluator.task)
         out = search_from_root(model, root, evaluator.task, evaluator.action_mask, cfg.search, cfg.decision_discount,
                                generator, add_noise=False)
-        stats = candidate_statistics(model, root, evaluator.task, out.candidates, cfg, args.draws, generator)
+        stats = candidate_statistics(model, root, evaluator.task, out.candidates, cfg, args.draws, args.shared_draw,
+                                     generator)
         for name, value in stats.items():
             sums[name] = sums.get(name, 0) + value.numpy() * counted
         decisions[:] += counted
@@ -94,7 +94,7 @@ def main() -> None:
     by_task = {t.name: {name: float(v.reshape(len(tasks), args.episodes)[i].mean()) for name, v in per_row.items()}
                for i, t in enumerate(tasks)}
     out = {**meta(), "config": config_lib.to_dict(cfg), "checkpoint": str(args.path), "env_steps_per_task": env_steps,
-           "episodes": args.episodes, "draws": args.draws, "seed": args.seed, "tasks": by_task}
+           "episodes": args.episodes, "draws": args.draws, "shared_draw": args.shared_draw, "seed": args.seed, "tasks": by_task}
     results = REPO / "benchmarks" / "results"
     results.mkdir(parents=True, exist_ok=True)
     path = results / f"value_head_noise{'_' + args.tag if args.tag else ''}.json"

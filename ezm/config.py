@@ -64,7 +64,6 @@ class SearchConfig:
     c_visit: float = 50.0  # sigma(q) = (c_visit + max N) * c_scale * q
     c_scale: float = 0.1  # see c_visit
     value_min_heads: int = 2  # value inference: minimum over this many randomly chosen heads (the release)
-    head_draw: str = "node"  # "node": fresh random heads at every node (release); "search": one draw per root
     gumbel_scale: float = 1.0  # scale of the Gumbel noise when acting (0 disables it)
 
 
@@ -260,6 +259,12 @@ def _hints(cls: type) -> dict[str, Any]:
     return typing.get_type_hints(cls)
 
 
+# deleted fields -> the value that behaves as ezm does now: the stored config of an older run
+# that kept it loads (evaluate, resume); one that changed it is refused, since this version
+# cannot run what it ran (docs/results.md says why each lever was deleted)
+RETIRED = {"search.head_draw": "node", "search.root_prior": "uniform", "learn.policy_correction": False}
+
+
 def merge(cfg: Any, changes: dict[str, Any], prefix: str = "") -> Any:
     """Return `cfg` with the nested dict `changes` applied, checking every key and type."""
     if not isinstance(changes, dict):
@@ -268,6 +273,11 @@ def merge(cfg: Any, changes: dict[str, Any], prefix: str = "") -> Any:
     updates = {}
     for key, value in changes.items():
         name = f"{prefix}{key}"
+        if name in RETIRED:
+            if value == RETIRED[name]:
+                continue
+            raise ConfigError(f"{name}={value!r} is a deleted setting (see docs/results.md): this version "
+                              f"runs only what {name}={RETIRED[name]!r} ran")
         if key not in hints:
             raise ConfigError(f"unknown config key {name!r}{_suggest(str(key), hints)}")
         current = getattr(cfg, key)
@@ -330,7 +340,6 @@ def build(preset_name: str = "dmc", config_file: str | Path | None = None,
 VALUE_TARGETS = ("mixed", "rule", "td")
 POLICY_TARGETS = ("action", "improved_1d", "improved")
 TD_BOOTSTRAPS = ("search", "mean")
-HEAD_DRAWS = ("node", "search")
 BACKENDS = ("single", "ray")
 
 
@@ -446,7 +455,6 @@ def validate(cfg: Config) -> Config:
     for name, value, choices in (("learn.value_target", cfg.learn.value_target, VALUE_TARGETS),
                                  ("learn.policy_target", cfg.learn.policy_target, POLICY_TARGETS),
                                  ("learn.td_bootstrap", cfg.learn.td_bootstrap, TD_BOOTSTRAPS),
-                                 ("search.head_draw", cfg.search.head_draw, HEAD_DRAWS),
                                  ("system.backend", cfg.system.backend, BACKENDS)):
         if value not in choices:
             problems.append(f"{name} must be one of {', '.join(choices)}, got {value!r}")

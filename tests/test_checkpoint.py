@@ -4,7 +4,7 @@ import numpy as np
 import pytest
 import torch
 
-from ezm.config import Config, to_dict
+from ezm.config import RETIRED, Config, to_dict
 from ezm.learning.checkpoint import (VERSION, CheckpointError, checkpoint_config, load_checkpoint,
                                      previous_path, rng_state, save_checkpoint, set_rng_state)
 
@@ -170,3 +170,17 @@ def test_a_checkpoint_from_before_a_field_existed_matches_that_fields_default(tm
         load_checkpoint(path, run, defaults=config())
     with pytest.raises(CheckpointError, match="learn.td_bootstrap: checkpoint '\\(absent\\)'"):
         load_checkpoint(path, config())  # without defaults an absent key differs
+
+
+def test_a_checkpoint_from_before_a_field_was_deleted_matches_only_at_the_retired_value(tmp_path):
+    path = tmp_path / "latest.pt"
+    old = config()
+    old["search"]["head_draw"] = "node"  # written by a version that still had the field
+    save_checkpoint(path, state(), old)
+    assert load_checkpoint(path, config(), retired=RETIRED)["step"] == 7
+    with pytest.raises(CheckpointError, match="search.head_draw: checkpoint 'node', run '\\(absent\\)'"):
+        load_checkpoint(path, config())  # without the retired values an extra key differs
+    old["search"]["head_draw"] = "search"  # a run of the deleted lever: not what this version runs
+    save_checkpoint(path, state(), old)
+    with pytest.raises(CheckpointError, match="search.head_draw: checkpoint 'search'"):
+        load_checkpoint(path, config(), retired=RETIRED)

@@ -57,7 +57,6 @@ def test_round_trip_through_yaml(tmp_path):
     ("novalue", "novalue"),
     ("learn.value_target=mc", "learn.value_target must be one of mixed, rule, td"),
     ("learn.lr_final=1.5", "learn.lr_final must lie in"),
-    ("search.head_draw=tree", "search.head_draw must be one of node, search"),
     ("model.policy_log_std_min=0", "model.policy_log_std_min must lie in"),
     ("learn.td_bootstrap=max", "learn.td_bootstrap must be one of search, mean"),
     ("learn.policy_target=best", "learn.policy_target must be one of action, improved_1d, improved"),
@@ -144,6 +143,18 @@ def test_a_batch_smaller_than_the_task_count_is_refused_with_independent_replay(
 def test_unknown_key_suggests_the_closest():
     with pytest.raises(C.ConfigError, match="did you mean lr"):
         C.build("dmc", overrides=["learn.lrr=1"])
+
+
+def test_a_stored_config_with_a_deleted_setting_loads_only_at_todays_behaviour():
+    stored = C.to_dict(C.dmc())
+    stored["search"]["head_draw"] = "node"  # what runs made before the field was deleted stored
+    stored["learn"]["policy_correction"] = False
+    assert C.from_dict(stored) == C.dmc()
+    stored["search"]["head_draw"] = "search"
+    with pytest.raises(C.ConfigError, match="search.head_draw='search' is a deleted setting"):
+        C.from_dict(stored)
+    with pytest.raises(C.ConfigError, match="learn.policy_correction='true' is a deleted setting"):
+        C.build("dmc", None, ["learn.policy_correction=true"])
 
 
 def test_bad_yaml_and_missing_file_and_unknown_preset(tmp_path):

@@ -68,15 +68,18 @@ def save_checkpoint(path: str | Path, state: dict, config: dict) -> None:
     _sync_folder(path.parent)
 
 
-def load_checkpoint(path: str | Path, config: dict | None = None,
-                    ignore: Iterable[str] = (), defaults: dict | None = None) -> dict:
+def load_checkpoint(path: str | Path, config: dict | None = None, ignore: Iterable[str] = (),
+                    defaults: dict | None = None, retired: dict[str, Any] | None = None) -> dict:
     """The state saved at `path`. With `config`, the checkpoint's config must equal it except
     for keys under the dotted prefixes in `ignore` (e.g. "train.env_steps_per_task"). A key the
-    checkpoint lacks (a field added after it was written) counts at its value in `defaults`."""
+    checkpoint lacks (a field added after it was written) counts at its value in `defaults`; a
+    dotted key in `retired` (a field deleted since) is not compared when the checkpoint holds
+    the value given there (the one that behaves as the code does now)."""
     path = Path(path)
     header, payload = _read(path)
     if config is not None:
         saved = {**_flatten(_plain_json(defaults or {})), **_flatten(header["config"])}
+        saved = {k: v for k, v in saved.items() if k not in (retired or {}) or v != retired[k]}
         _compare(path, saved, _flatten(_plain_json(config)), tuple(ignore))
     try:
         return torch.load(io.BytesIO(payload), weights_only=True, map_location="cpu")

@@ -64,14 +64,10 @@ def value_of(values: Tensor, draws: Tensor, heads: int) -> Tensor:
 
 
 def head_draws(keys: Tensor, cfg: SearchConfig, heads: int, dtype: torch.dtype) -> Tensor:
-    """[B, n + 1, V] uniforms that pick the value heads of the root (0) and of the node of each simulation.
-
-    head_draw "node" draws afresh for every node (the release); "search" draws once per root, so
-    every node of a tree takes the minimum over the same heads and candidates are compared on one
-    value function (see benchmarks/value_head_noise.py for how often the draw decides the best one).
-    """
-    nodes = cfg.simulations + 1 if cfg.head_draw == "node" else 1
-    return rng.uniform(keys, _HEADS, (nodes, heads), dtype).expand(-1, cfg.simulations + 1, -1)
+    """[B, n + 1, V] uniforms that pick the value heads of the root (0) and of the node of each
+    simulation: a fresh draw at every node, as in the release (benchmarks/value_head_noise.py
+    measures how often the draw decides the best candidate)."""
+    return rng.uniform(keys, _HEADS, (cfg.simulations + 1, heads), dtype)
 
 
 def sample_actions(loc: Tensor, std: Tensor, noise: Tensor, valid: Tensor) -> Tensor:

@@ -51,7 +51,8 @@ def load_for_eval(path: Path) -> tuple[config_lib.Config, WorldModel, list[Task]
     if path.is_dir():  # the checkpoint must belong to the directory's config, as on resume
         cfg = read_config(path)
         state = load_checkpoint(path / CHECKPOINT_FILE, config_lib.to_dict(cfg),
-                                defaults=config_lib.to_dict(config_lib.Config()))
+                                defaults=config_lib.to_dict(config_lib.Config()),
+                                retired=config_lib.RETIRED)
     else:
         cfg = config_lib.from_dict(checkpoint_config(path))
         state = load_checkpoint(path)

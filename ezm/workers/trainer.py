@@ -307,7 +307,8 @@ def trainer_class(cfg: config_lib.Config) -> type[Trainer]:
 def read_checkpoint(run_dir: Path, cfg: config_lib.Config) -> dict:
     """The state in the checkpoint of `run_dir`, which must have been written with `cfg`."""
     return load_checkpoint(run_dir / CHECKPOINT_FILE, config_lib.to_dict(cfg),
-                           defaults=config_lib.to_dict(config_lib.Config()))
+                           defaults=config_lib.to_dict(config_lib.Config()),
+                           retired=config_lib.RETIRED)
 
 
 def resume(run_dir: str | Path, origin: str | None = None) -> TrainResult:
