@@ -58,7 +58,8 @@ class Evaluator:
     def __init__(self, tasks: list[Task], cfg: Config, episodes: int, seed: int):
         self.env = MultiTaskEnv(tasks, copies=episodes, seed=seed, action_repeat=cfg.env.action_repeat)
         self.cfg = cfg
-        self.search_cfg = dataclasses.replace(cfg.search, root_widen=cfg.search.eval_root_widen)
+        self.search_cfg = dataclasses.replace(cfg.search, root_widen=cfg.search.eval_root_widen,
+                                              root_proposal="widened")
         self.episodes = episodes
         self.device = torch.device(cfg.device)
         self.task = torch.tensor(self.env.task_ids, device=self.device)  # [E]
