@@ -1,10 +1,13 @@
 """What the search adds to a trained model: its returns acted by the search at several budgets,
-by the policy mean alone, and by uniform random actions, on the same episode starts.
+by the mean of the run's search's improved policy over its root candidates (instead of its best
+candidate), by the policy mean alone, and by uniform random actions, on the same episode starts.
 
     python benchmarks/search_gain.py RUN_DIR --episodes 4 --tag walker_s0
 
 If the policy mean is no better than random the policy has not learned; if a larger search
-beats the run's own, the run's search budget limits what the policy can be taught. Budgets are
+beats the run's own, the run's search budget limits what the policy can be taught; if the search
+mean beats the search, the best candidate is chosen among near-equal values and pays for acting
+near the bounds (dm_control's control costs). Budgets are
 `simulations/root_actions` pairs; every root candidate comes from N(mu, sigma) as in evaluation.
 
 Writes benchmarks/results/search_gain[_TAG].json.
@@ -18,6 +21,7 @@ import _trained
 import torch
 from _meta import meta
 
+from ezm.search import search
 from ezm.workers.evaluate import Evaluator
 from ezm.workers.run import load_for_eval
 
@@ -31,10 +35,12 @@ def main() -> None:
     generator = torch.Generator(device=cfg.device).manual_seed(args.seed)
     rows = {}
 
-    def play(label, act=None, search_cfg=None):
+    def play(label, act=None, search_cfg=None, make_act=None):
         evaluator = Evaluator(tasks, cfg, args.episodes, seed=args.seed + 10_000)  # the same starts for every actor
         if search_cfg is not None:
             evaluator.search_cfg = search_cfg
+        if make_act is not None:
+            act = make_act(evaluator)
         result = evaluator.run(model, generator, env_steps, act=act)
         evaluator.close()
         rows[label] = {t.name: result.mean_return(i) for i, t in enumerate(tasks)}
@@ -60,6 +66,14 @@ def main() -> None:
     def uniform(obs: torch.Tensor, counted) -> torch.Tensor:
         return torch.rand(obs.shape[0], model.task_action_mask.shape[1], generator=generator) * 2 - 1
 
+    def search_mean(evaluator: Evaluator):
+        def act(obs: torch.Tensor, counted) -> torch.Tensor:
+            out = search(model, obs, evaluator.task, evaluator.action_mask, evaluator.search_cfg,
+                         cfg.decision_discount, generator, add_noise=False)
+            return (out.improved_policy[..., None] * out.candidates).sum(1)  # [E, A]
+        return act
+
+    play("search mean", make_act=search_mean)
     play("policy mean", act=policy_mean)
     play("random", act=uniform)
     out = {**meta(), "path": str(args.path), "env_steps": env_steps, "episodes": args.episodes,

@@ -59,7 +59,6 @@ class SearchConfig:
     root_actions: int = 8  # K candidate actions sampled at the root (also the top-m of halving; paper: 16)
     root_policy_samples: int = 2  # of the K, how many come from N(mu, sigma); the rest are widened (release: 4 of 16)
     root_widen: float = 3.0  # std multiplier for the widened root samples N(mu, widen * sigma)
-    root_proposal: str = "widened"  # the rest of the K: "widened" as above (the release), "uniform" over the action box (under test)
     eval_root_widen: float = 1.0  # root_widen when evaluating (release: 1, every candidate from N(mu, sigma))
     child_actions: int = 2  # candidate actions sampled at every interior node
     c_visit: float = 50.0  # sigma(q) = (c_visit + max N) * c_scale * q
@@ -263,7 +262,8 @@ def _hints(cls: type) -> dict[str, Any]:
 # deleted fields -> the value that behaves as ezm does now: the stored config of an older run
 # that kept it loads (evaluate, resume); one that changed it is refused, since this version
 # cannot run what it ran (docs/results.md says why each lever was deleted)
-RETIRED = {"search.head_draw": "node", "search.root_prior": "uniform", "learn.policy_correction": False}
+RETIRED = {"search.head_draw": "node", "search.root_prior": "uniform", "learn.policy_correction": False,
+           "search.root_proposal": "widened"}
 
 
 def merge(cfg: Any, changes: dict[str, Any], prefix: str = "") -> Any:
@@ -341,7 +341,6 @@ def build(preset_name: str = "dmc", config_file: str | Path | None = None,
 VALUE_TARGETS = ("mixed", "rule", "td")
 POLICY_TARGETS = ("action", "improved_1d", "improved")
 TD_BOOTSTRAPS = ("search", "mean")
-ROOT_PROPOSALS = ("widened", "uniform")
 BACKENDS = ("single", "ray")
 
 
@@ -457,7 +456,6 @@ def validate(cfg: Config) -> Config:
     for name, value, choices in (("learn.value_target", cfg.learn.value_target, VALUE_TARGETS),
                                  ("learn.policy_target", cfg.learn.policy_target, POLICY_TARGETS),
                                  ("learn.td_bootstrap", cfg.learn.td_bootstrap, TD_BOOTSTRAPS),
-                                 ("search.root_proposal", cfg.search.root_proposal, ROOT_PROPOSALS),
                                  ("system.backend", cfg.system.backend, BACKENDS)):
         if value not in choices:
             problems.append(f"{name} must be one of {', '.join(choices)}, got {value!r}")

@@ -149,12 +149,15 @@ def test_a_stored_config_with_a_deleted_setting_loads_only_at_todays_behaviour()
     stored = C.to_dict(C.dmc())
     stored["search"]["head_draw"] = "node"  # what runs made before the field was deleted stored
     stored["learn"]["policy_correction"] = False
+    stored["search"]["root_proposal"] = "widened"
     assert C.from_dict(stored) == C.dmc()
     stored["search"]["head_draw"] = "search"
     with pytest.raises(C.ConfigError, match="search.head_draw='search' is a deleted setting"):
         C.from_dict(stored)
     with pytest.raises(C.ConfigError, match="learn.policy_correction='true' is a deleted setting"):
         C.build("dmc", None, ["learn.policy_correction=true"])
+    with pytest.raises(C.ConfigError, match="search.root_proposal='uniform' is a deleted setting"):
+        C.build("dmc", None, ["search.root_proposal=uniform"])
 
 
 def test_bad_yaml_and_missing_file_and_unknown_preset(tmp_path):

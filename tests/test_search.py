@@ -1,7 +1,6 @@
 """The batched Gumbel search: mctx agreement, halving schedule, masking, batching, determinism."""
 from __future__ import annotations
 
-import dataclasses
 from pathlib import Path
 from typing import NamedTuple
 
@@ -215,22 +214,6 @@ def test_root_candidates_follow_policy_then_widened_policy() -> None:
     assert abs(plain.std().item() - 0.5) < 0.03
     assert abs(plain.mean().item()) < 0.03
     assert abs(widened.std().item() - 1.5) < 0.06  # 3 * 0.5; the clip at atanh(0.999) = 3.8 cuts 1%
-
-
-def test_uniform_proposal_spreads_the_widened_candidates_over_the_box() -> None:
-    model = MLPModel()  # its policy means lean towards +1 on every dim
-    obs, task, mask = roots(3000)
-    widened = dataclasses.replace(CFG, simulations=1)
-    uniform = dataclasses.replace(widened, root_proposal="uniform")
-    out_w, out_u = (search(model, obs, task, mask, c, 0.99, torch.Generator().manual_seed(0), False)
-                    for c in (widened, uniform))
-    assert torch.equal(out_u.candidates[:, :2], out_w.candidates[:, :2])  # the policy's own samples unchanged
-    box = out_u.candidates[:, 2:]  # [B, 6, A]
-    valid = mask.bool()[:, None].expand_as(box)
-    assert (box[~valid] == 0).all() and box.abs().max() <= 0.999
-    assert abs(box[valid].mean().item()) < 0.02  # centred, whatever the policy's mean
-    assert abs(box[valid].abs().mean().item() - 0.4995) < 0.01  # E|a| of the uniform on [-0.999, 0.999]
-    assert out_w.candidates[:, 2:][valid].mean().item() > 0.1  # the widened policy leans as the policy does
 
 
 def test_batch_gives_the_results_of_single_root_searches() -> None:

@@ -4,8 +4,7 @@ Both modes run the same tree functions (`ezm.search.tree`); they differ in where
 candidates come from and in how q is normalised:
 
 - continuous (`search`, `search_from_root`): the root samples K candidates from its policy
-  (root_policy_samples as tanh of N(loc, sigma), the rest of N(loc, root_widen * sigma), or with
-  root_proposal "uniform" uniform over [-0.999, 0.999] in every valid dim), every
+  (root_policy_samples as tanh of N(loc, sigma), the rest of N(loc, root_widen * sigma)), every
   expanded node samples C = child_actions from its own squashed N(loc, sigma); all clipped to
   [-0.999, 0.999] with masked dims exactly 0; prior logits uniform (the candidates are already
   samples of the policy, as in the EZ-M release); q normalised over the tree's backed-up
@@ -39,7 +38,7 @@ if TYPE_CHECKING:
     from ezm.model import Inference
 
 # streams of the per-root random numbers
-_ROOT_NOISE, _GUMBEL, _CHILD_NOISE, _HEADS, _ROOT_UNIFORM = range(5)
+_ROOT_NOISE, _GUMBEL, _CHILD_NOISE, _HEADS = range(4)
 
 
 class SearchOutput(NamedTuple):
@@ -130,10 +129,6 @@ def search_with_tree(model: Any, root: Inference, task: Tensor, action_mask: Ten
     widen[: cfg.root_policy_samples] = 1.0
     noise = rng.normal(keys, _ROOT_NOISE, (k, dims), dtype)  # [B, K, A]
     candidates = sample_actions(root.loc[:, None], root.std[:, None] * widen, noise, valid)  # [B, K, A]
-    if cfg.root_proposal == "uniform":  # the widened candidates uniform over the action box instead
-        box = 0.999 * (2.0 * rng.uniform(keys, _ROOT_UNIFORM, (k, dims), dtype) - 1.0)  # [B, K, A]
-        box = torch.where(valid[:, None], box, 0)
-        candidates = torch.cat([candidates[:, : cfg.root_policy_samples], box[:, cfg.root_policy_samples:]], 1)
     if add_noise:
         gumbel = cfg.gumbel_scale * rng.gumbel(keys, _GUMBEL, (k,), dtype)  # [B, K]
     else:

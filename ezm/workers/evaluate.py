@@ -58,8 +58,7 @@ class Evaluator:
     def __init__(self, tasks: list[Task], cfg: Config, episodes: int, seed: int):
         self.env = MultiTaskEnv(tasks, copies=episodes, seed=seed, action_repeat=cfg.env.action_repeat)
         self.cfg = cfg
-        self.search_cfg = dataclasses.replace(cfg.search, root_widen=cfg.search.eval_root_widen,
-                                              root_proposal="widened")
+        self.search_cfg = dataclasses.replace(cfg.search, root_widen=cfg.search.eval_root_widen)
         self.episodes = episodes
         self.device = torch.device(cfg.device)
         self.task = torch.tensor(self.env.task_ids, device=self.device)  # [E]
