@@ -72,6 +72,13 @@ def build_parser() -> argparse.ArgumentParser:
     run = actions.add_parser("run", help="run every run of the grid not finished yet (a killed one resumes), "
                                          "then write the report")
     run.add_argument("file", help="an experiment file (YAML), e.g. experiments/cpu/dmc_cartpole_ablations.yaml")
+    run.add_argument("--parallel", type=_positive_int, default=1, metavar="N",
+                     help="run N runs at once as Ray tasks (needs the ray extra; default 1: one after another here)")
+    run.add_argument("--threads", type=_positive_int, default=1, metavar="T",
+                     help="with --parallel: CPUs reserved and torch threads used by every run (default 1)")
+    run.add_argument("--address", default="local",
+                     help="with --parallel: the Ray cluster, as system.address (local, auto or HOST:PORT; "
+                          "on a cluster the run directories must be on shared storage)")
     report = actions.add_parser("report", help="write the tables and figures of the runs so far to FILE's report folder")
     report.add_argument("file", help="an experiment file (YAML)")
     return parser
@@ -145,7 +152,18 @@ def cmd_experiment(args: argparse.Namespace) -> None:
     from ezm.experiments.report import write_report
 
     experiment = spec.load(args.file)
-    if args.action == "run":
+    if args.action == "run" and args.parallel > 1:
+        try:
+            from ezm.distributed.experiments import run_parallel
+        except ImportError as err:
+            if err.name != "ray":
+                raise
+            raise UsageError("--parallel runs the grid as Ray tasks and needs Ray, which is not installed: "
+                             "pip install -e '.[ray]'") from None
+        run_parallel(experiment, args.parallel, args.threads, args.address)
+    elif args.action == "run":
+        if args.threads != 1 or args.address != "local":
+            raise UsageError("--threads and --address go with --parallel N (N > 1)")
         from ezm.experiments.runner import run_all
 
         run_all(experiment)

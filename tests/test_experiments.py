@@ -1,5 +1,6 @@
 """`ezm experiment run | report`: a tiny grid end to end, a killed experiment resumed, bad files refused."""
 import csv
+import json
 import os
 import signal
 import subprocess
@@ -210,3 +211,75 @@ def test_a_scaling_report_compares_each_task_alone_with_all_together(tmp_path):
         table = {(int(r["tasks_together"]), r["task"]): float(r["normalized_score"]) for r in csv.DictReader(f)}
     assert table == pytest.approx({(1, "cartpole-balance"): 0.7, (1, "cartpole-swingup"): 0.2, (1, "mean"): 0.45,
                                    (2, "cartpole-balance"): 0.8, (2, "cartpole-swingup"): 0.4, (2, "mean"): 0.6})
+
+
+def _losses(run_dir: Path) -> list[tuple]:
+    rows = [json.loads(line) for line in (run_dir / "metrics.jsonl").read_text().splitlines()]
+    return [(r["env_steps"], r["loss/total"]) for r in rows if "loss/total" in r]
+
+
+def test_a_grid_runs_side_by_side_as_ray_tasks_with_the_sequential_runs_results(tmp_path):
+    pytest.importorskip("ray")
+    path = _file(tmp_path, "side", seeds=[0, 1], variants={"full": []})
+    proc = _ezm("experiment", "run", str(path), "--parallel", "2")
+    out, err = proc.communicate(timeout=600)
+    assert proc.returncode == 0, err
+    runs = tmp_path / "side" / "runs"
+    assert "run full-s0 started" in out and "run full-s1 started" in out
+    for run_dir in runs.iterdir():
+        assert _env_steps(run_dir) >= BUDGET
+        assert "ezm train: run directory" in (run_dir / "console.log").read_text()
+    # side by side: each run began before the other wrote its final checkpoint
+    s0, s1 = runs / "full-s0", runs / "full-s1"
+    assert (s0 / "config.yaml").stat().st_mtime < (s1 / "checkpoint.pt").stat().st_mtime
+    assert (s1 / "config.yaml").stat().st_mtime < (s0 / "checkpoint.pt").stat().st_mtime
+    assert (tmp_path / "side" / "report" / "side-scores.csv").exists()
+    # the same run as the sequential runner makes (one torch thread in both)
+    (tmp_path / "alone").mkdir()
+    alone = _file(tmp_path / "alone", "side", seeds=[1], variants={"full": []})
+    sequential = _ezm("experiment", "run", str(alone))
+    _, err = sequential.communicate(timeout=600)
+    assert sequential.returncode == 0, err
+    assert _losses(tmp_path / "alone" / "side" / "runs" / "full-s1") == _losses(s1)
+
+
+def test_a_stopped_parallel_experiment_keeps_every_runs_checkpoint_and_resumes(tmp_path):
+    pytest.importorskip("ray")
+    path = _file(tmp_path, "stop", seeds=[0, 1], variants={"full": []}, budget=3 * BUDGET)
+    runs = [tmp_path / "stop" / "runs" / f"full-s{seed}" for seed in (0, 1)]
+    proc = _ezm("experiment", "run", str(path), "--parallel", "2")
+    deadline = time.time() + 300  # only bounds a failure
+    while time.time() < deadline and proc.poll() is None:
+        if all((run / "checkpoint.pt").exists() for run in runs):  # both are past their first checkpoint
+            proc.send_signal(signal.SIGTERM)
+            break
+        time.sleep(0.1)
+    out, err = proc.communicate(timeout=120)
+    assert proc.returncode == 143, err
+    last = err.strip().splitlines()[-1]
+    assert "stopped by SIGTERM" in last
+    assert last.endswith(f"continue the experiment with: ezm experiment run {path} --parallel 2")
+    stopped_at = [_env_steps(run) for run in runs]
+    for seed, steps in enumerate(stopped_at):
+        assert f"run full-s{seed} stopped at {steps} env steps per task, its checkpoint written" in out
+    assert all(0 < steps < 3 * BUDGET for steps in stopped_at)
+
+    again = _ezm("experiment", "run", str(path), "--parallel", "2")
+    out, err = again.communicate(timeout=600)
+    assert again.returncode == 0, err
+    assert "run full-s0 resumed" in out and "run full-s1 resumed" in out
+    assert all(_env_steps(run) >= 3 * BUDGET for run in runs)
+    for run, steps in zip(runs, stopped_at):
+        assert f"from {steps} to {3 * BUDGET} env steps per task" in (run / "console.log").read_text()
+
+
+def test_parallel_runs_refuse_the_ray_pipeline_and_stray_flags(tmp_path, capsys):
+    pytest.importorskip("ray")
+    from ezm.distributed.experiments import run_parallel
+
+    experiment = spec.load(_file(tmp_path, "pipe", seeds=[0], variants={"ray": ["system.backend=ray"], "one": []}))
+    with pytest.raises(spec.ExperimentError, match=r"run\(s\) ray-s0 use system.backend=ray.*without --parallel"):
+        run_parallel(experiment, parallel=2, say=lambda line: None)
+    assert not (tmp_path / "pipe" / "runs").exists()
+    assert cli.main(["experiment", "run", str(tmp_path / "pipe.yaml"), "--threads", "2"]) == 2
+    assert "--threads and --address go with --parallel N" in capsys.readouterr().err

@@ -4,10 +4,12 @@ Each run has a fixed directory, so a rerun of the same file finds its runs: a fi
 is skipped, one with a checkpoint is resumed (`ezm.workers.trainer.resume`), one without
 starts again from nothing. A run directory written with another config than the file gives
 now is refused (restore the file or remove that directory). Each run takes its config's
-arrangement (`system.backend`: this process or the Ray pipeline); runs do not overlap.
+arrangement (`system.backend`: this process or the Ray pipeline); runs do not overlap here
+(`ezm.distributed.experiments` runs them side by side as Ray tasks).
 """
 from __future__ import annotations
 
+from pathlib import Path
 from typing import Callable
 
 from ezm import config as config_lib
@@ -18,12 +20,11 @@ from ezm.workers.trainer import RunFinished, checked_tasks, resume, trainer_clas
 
 
 class ExperimentInterrupted(Interrupted):
-    """A stop signal ended a run of the experiment after writing its checkpoint."""
+    """A stop signal ended the experiment after its running runs wrote their checkpoints."""
 
-    def __init__(self, stop: Interrupted, run: Run, experiment: Experiment):
-        self.signum, self.run_dir, self.env_steps = stop.signum, stop.run_dir, stop.env_steps
-        Exception.__init__(self, f"{stop.args[0].split(';')[0]} in run {run.name}; continue the experiment "
-                                 f"with: ezm experiment run {experiment.path}")
+    def __init__(self, signum: int, run_dir: Path, env_steps: int, what: str, command: str):
+        self.signum, self.run_dir, self.env_steps = signum, run_dir, env_steps
+        Exception.__init__(self, f"{what}; continue the experiment with: {command}")
 
 
 def _changed_keys(stored: dict, wanted: dict, prefix: str = "") -> list[str]:
@@ -63,19 +64,26 @@ def run_one(run: Run, experiment: Experiment) -> str:
     return "started"
 
 
-def run_all(experiment: Experiment, say: Callable[[str], None] = print) -> None:
-    """Every run of the grid, in order; a stop signal ends the experiment after the current
-    step of the current run (ExperimentInterrupted), and a rerun continues from there."""
-    for run in experiment.runs:  # unusable tasks or settings fail before any run starts
+def check_runs(experiment: Experiment) -> None:
+    """Refuse, before any run starts, a grid with a run whose tasks or settings cannot be used."""
+    for run in experiment.runs:
         try:
             checked_tasks(config_lib.validate(run.cfg))
         except config_lib.ConfigError as err:
             raise ExperimentError(f"experiment file {str(experiment.path)!r}: run {run.name}: {err}") from None
+
+
+def run_all(experiment: Experiment, say: Callable[[str], None] = print) -> None:
+    """Every run of the grid, in order; a stop signal ends the experiment after the current
+    step of the current run (ExperimentInterrupted), and a rerun continues from there."""
+    check_runs(experiment)
     total = len(experiment.runs)
     for i, run in enumerate(experiment.runs, 1):
         say(f"ezm experiment {experiment.name}: run {i}/{total} {run.name} ({run.run_dir})")
         try:
             outcome = run_one(run, experiment)
         except Interrupted as stop:
-            raise ExperimentInterrupted(stop, run, experiment) from None
+            raise ExperimentInterrupted(stop.signum, stop.run_dir, stop.env_steps,
+                                        f"{stop.args[0].split(';')[0]} in run {run.name}",
+                                        f"ezm experiment run {experiment.path}") from None
         say(f"ezm experiment {experiment.name}: run {run.name} {outcome}")
