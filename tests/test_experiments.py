@@ -48,6 +48,16 @@ def _ezm(*args: str) -> subprocess.Popen:
                             stderr=subprocess.PIPE, text=True, env=env)
 
 
+def _sigterm_when(proc: subprocess.Popen, condition) -> None:
+    """Send SIGTERM to `proc` as soon as `condition()` holds (while it runs)."""
+    deadline = time.time() + 300  # only bounds a failure
+    while time.time() < deadline and proc.poll() is None:
+        if condition():
+            proc.send_signal(signal.SIGTERM)
+            return
+        time.sleep(0.1)
+
+
 def _env_steps(run_dir: Path) -> int:
     return int(load_checkpoint(run_dir / "checkpoint.pt")["counters"]["env_steps"])
 
@@ -92,12 +102,7 @@ def test_a_killed_experiment_resumes_its_unfinished_run_and_skips_the_finished_o
     path = _file(tmp_path, "killed", seeds=[0, 1], variants={"full": []})
     first, second = tmp_path / "killed" / "runs" / "full-s0", tmp_path / "killed" / "runs" / "full-s1"
     proc = _ezm("experiment", "run", str(path))
-    deadline = time.time() + 300  # only bounds a failure
-    while time.time() < deadline and proc.poll() is None:
-        if (second / "checkpoint.pt").exists():  # the second run is past its first checkpoint
-            proc.send_signal(signal.SIGTERM)
-            break
-        time.sleep(0.1)
+    _sigterm_when(proc, lambda: (second / "checkpoint.pt").exists())  # the second run is past its first checkpoint
     _, err = proc.communicate(timeout=120)
     assert proc.returncode == 143, err
     last = err.strip().splitlines()[-1]
@@ -248,12 +253,7 @@ def test_a_stopped_parallel_experiment_keeps_every_runs_checkpoint_and_resumes(t
     path = _file(tmp_path, "stop", seeds=[0, 1], variants={"full": []}, budget=3 * BUDGET)
     runs = [tmp_path / "stop" / "runs" / f"full-s{seed}" for seed in (0, 1)]
     proc = _ezm("experiment", "run", str(path), "--parallel", "2")
-    deadline = time.time() + 300  # only bounds a failure
-    while time.time() < deadline and proc.poll() is None:
-        if all((run / "checkpoint.pt").exists() for run in runs):  # both are past their first checkpoint
-            proc.send_signal(signal.SIGTERM)
-            break
-        time.sleep(0.1)
+    _sigterm_when(proc, lambda: all((run / "checkpoint.pt").exists() for run in runs))  # both past their first checkpoint
     out, err = proc.communicate(timeout=120)
     assert proc.returncode == 143, err
     last = err.strip().splitlines()[-1]

@@ -5,8 +5,8 @@ sequential runner does (`ezm.experiments.runner.run_one`: a finished run is skip
 a checkpoint resumes), at most `parallel` at once, each reserving `threads` CPUs of the
 cluster and computing with as many torch threads. A run's console output (its banner, its
 progress and what libraries print) goes to RUN_DIR/console.log; the experiment prints one line
-as each run starts and ends. On a cluster (`address` auto or HOST:PORT) the run directories must be on storage every
-node shares.
+as each run starts and ends. On a cluster (`address` auto or HOST:PORT) the run directories
+must be on storage every node shares.
 
 A stop signal (Ctrl-C, SIGTERM) cancels every running task, which Ray delivers to the run as
 SIGINT: each run stops after its current step with a checkpoint, as `ezm train` does, and the
