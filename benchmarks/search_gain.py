@@ -1,5 +1,5 @@
 """What the search adds to a trained model: its returns acted by the search at several budgets,
-by the mean of the run's search's improved policy over its root candidates (instead of its best
+by the run's search with every root candidate from the policy (no uniform candidates), by the mean of the run's search's improved policy over its root candidates (instead of its best
 candidate), by the policy mean alone, and by uniform random actions, on the same episode starts.
 
     python benchmarks/search_gain.py RUN_DIR --episodes 4 --tag walker_s0
@@ -7,8 +7,9 @@ candidate), by the policy mean alone, and by uniform random actions, on the same
 If the policy mean is no better than random the policy has not learned; if a larger search
 beats the run's own, the run's search budget limits what the policy can be taught; if the search
 mean beats the search, the best candidate is chosen among near-equal values and pays for acting
-near the bounds (dm_control's control costs). Budgets are
-`simulations/root_actions` pairs; every root candidate comes from N(mu, sigma) as in evaluation.
+near the bounds (dm_control's control costs); if the policy-only search loses to the run's, the
+policy does not propose the actions the model values most. Budgets are `simulations/root_actions`
+pairs, whose root candidates are drawn as in evaluation (search.eval_root_widen, eval_root_uniform).
 
 Writes benchmarks/results/search_gain[_TAG].json.
 """
@@ -54,8 +55,11 @@ def main() -> None:
             continue
         simulations, actions = (int(x) for x in budget.split("/"))
         search_cfg = dataclasses.replace(cfg.search, simulations=simulations, root_actions=actions,
-                                         root_policy_samples=actions, root_widen=cfg.search.eval_root_widen)
+                                         root_policy_samples=actions, root_widen=cfg.search.eval_root_widen,
+                                         root_uniform=cfg.search.eval_root_uniform)
         play(f"search {budget}", search_cfg=search_cfg)
+    policy_only = dataclasses.replace(cfg.search, root_widen=cfg.search.eval_root_widen, root_uniform=0.0)
+    play("search policy", search_cfg=policy_only)
 
     task_rows = torch.repeat_interleave(torch.arange(len(tasks), device=cfg.device), args.episodes)  # [E]
 

@@ -60,6 +60,8 @@ class SearchConfig:
     root_policy_samples: int = 2  # of the K, how many come from N(mu, sigma); the rest are widened (release: 4 of 16)
     root_widen: float = 3.0  # std multiplier for the widened root samples N(mu, widen * sigma)
     eval_root_widen: float = 1.0  # root_widen when evaluating (release: 1, every candidate from N(mu, sigma))
+    root_uniform: float = 0.0  # fraction of the K drawn uniformly over the action box instead (floor(f K), at most K - 1; acting and reanalyze: 0, the release)
+    eval_root_uniform: float = 0.5  # root_uniform when evaluating: actions the policy rarely proposes, e.g. small ones under a control cost
     child_actions: int = 2  # candidate actions sampled at every interior node
     c_visit: float = 50.0  # sigma(q) = (c_visit + max N) * c_scale * q
     c_scale: float = 0.1  # see c_visit
@@ -393,6 +395,9 @@ def _range_problems(cfg: Config) -> list[str]:
     dropout, warmup, final = cfg.model.dropout, cfg.learn.lr_warmup, cfg.learn.lr_final
     for name, value, within, interval in (
             ("model.dropout", dropout, 0.0 <= dropout < 1.0, "[0, 1)"),
+            ("search.root_uniform", cfg.search.root_uniform, 0.0 <= cfg.search.root_uniform <= 1.0, "[0, 1]"),
+            ("search.eval_root_uniform", cfg.search.eval_root_uniform, 0.0 <= cfg.search.eval_root_uniform <= 1.0,
+             "[0, 1]"),
             ("learn.lr_warmup", warmup, 0.0 <= warmup <= 1.0, "[0, 1]"),
             ("learn.lr_final", final, 0.0 <= final <= 1.0, "[0, 1] (a fraction of learn.lr)")):
         if not within:

@@ -70,6 +70,8 @@ def test_round_trip_through_yaml(tmp_path):
     ("search.root_actions=0", "search.root_actions must be an integer >= 1"),
     ("search.root_policy_samples=9", "search.root_policy_samples must lie in [1, search.root_actions = 8], got 9"),
     ("search.root_policy_samples=0", "search.root_policy_samples must lie in [1,"),
+    ("search.eval_root_uniform=1.5", "search.eval_root_uniform must lie in [0, 1], got 1.5"),
+    ("search.root_uniform=-1", "search.root_uniform must lie in [0, 1]"),
     ("search.child_actions=0", "search.child_actions must be an integer >= 1"),
     ("model.hidden=0", "model.hidden must be an integer >= 1"),
     ("model.value_heads=0", "model.value_heads must be an integer >= 1"),

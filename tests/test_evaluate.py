@@ -52,11 +52,11 @@ def test_a_custom_actor_and_observer_see_every_step_and_which_rows_count():
     assert len(seen) == 250 and seen[0][1] is not seen[1][1]  # a fresh mask every step, not one mutated array
 
 
-@pytest.mark.parametrize("eval_widen", [1.0, 3.0])
-def test_evaluation_searches_with_its_own_root_widening(eval_widen):
-    cfg = C.build("quickstart", overrides=[f"search.eval_root_widen={eval_widen}"])
+@pytest.mark.parametrize("eval_widen, eval_uniform", [(1.0, 0.5), (3.0, 0.0)])
+def test_evaluation_searches_with_its_own_root_candidates(eval_widen, eval_uniform):
+    cfg = C.build("quickstart", overrides=[f"search.eval_root_widen={eval_widen}",
+                                           f"search.eval_root_uniform={eval_uniform}"])
     evaluator = Evaluator(resolve("cartpole-balance"), cfg, episodes=1, seed=0)
     evaluator.close()
-    assert cfg.search.root_widen == 3.0  # acting and reanalyze widen
-    assert evaluator.search_cfg.root_widen == eval_widen
-    assert evaluator.search_cfg == dataclasses.replace(cfg.search, root_widen=eval_widen)
+    assert cfg.search.root_widen == 3.0 and cfg.search.root_uniform == 0.0  # acting and reanalyze: the release's
+    assert evaluator.search_cfg == dataclasses.replace(cfg.search, root_widen=eval_widen, root_uniform=eval_uniform)

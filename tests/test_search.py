@@ -216,6 +216,33 @@ def test_root_candidates_follow_policy_then_widened_policy() -> None:
     assert abs(widened.std().item() - 1.5) < 0.06  # 3 * 0.5; the clip at atanh(0.999) = 3.8 cuts 1%
 
 
+def test_uniform_root_candidates_cover_the_box_and_keep_the_rest() -> None:
+    model = TargetModel(torch.zeros(1, dtype=torch.float64))  # N(0, 0.5) policy, one dim
+    batch = 4000
+    obs, task = torch.zeros(batch, 1, dtype=torch.float64), torch.zeros(batch, dtype=torch.long)
+    cfg = SearchConfig(simulations=1, root_actions=6, root_policy_samples=2, root_widen=3.0)
+    plain = search(model, obs, task, torch.ones(batch, 1), cfg, 0.99, torch.Generator().manual_seed(0), False)
+    cfg = SearchConfig(simulations=1, root_actions=6, root_policy_samples=2, root_widen=3.0, root_uniform=0.5)
+    out = search(model, obs, task, torch.ones(batch, 1), cfg, 0.99, torch.Generator().manual_seed(0), False)
+    assert torch.equal(out.candidates[:, :3], plain.candidates[:, :3])  # policy and widened samples unchanged
+    box = out.candidates[:, 3:, 0]  # [B, 3]
+    assert box.abs().max() <= 0.999
+    assert abs(box.mean().item()) < 0.02 and abs(box.var().item() - 0.999**2 / 3) < 0.01  # U(-0.999, 0.999)
+    assert ((box[:, 0] != box[:, 1]) & (box[:, 1] != box[:, 2])).all()  # independent draws per candidate
+
+
+def test_uniform_root_candidates_are_zero_on_masked_dims() -> None:
+    model = MLPModel()
+    obs, task, mask = roots(12)
+    cfg = SearchConfig(simulations=4, root_actions=4, root_policy_samples=1, root_uniform=1.0, child_actions=2)
+    out = search(model, obs, task, mask, cfg, 0.99, torch.Generator().manual_seed(0), False)
+    invalid = mask == 0  # [B, A]
+    assert invalid.any()
+    assert (out.candidates.transpose(0, 1)[:, invalid] == 0).all()
+    assert (out.candidates[:, 1:].transpose(0, 1)[:, ~invalid] != 0).all()  # 3 uniform: at most K - 1
+    assert not torch.equal(out.candidates[:, 0], out.candidates[:, 1])
+
+
 def test_batch_gives_the_results_of_single_root_searches() -> None:
     model = MLPModel()
     obs, task, mask = roots(5)

@@ -4,7 +4,9 @@ Both modes run the same tree functions (`ezm.search.tree`); they differ in where
 candidates come from and in how q is normalised:
 
 - continuous (`search`, `search_from_root`): the root samples K candidates from its policy
-  (root_policy_samples as tanh of N(loc, sigma), the rest of N(loc, root_widen * sigma)), every
+  (root_policy_samples as tanh of N(loc, sigma), the rest of N(loc, root_widen * sigma), of
+  which the last U = floor(root_uniform * K) (at most K - 1) are instead uniform over
+  [-0.999, 0.999] in every valid dim), every
   expanded node samples C = child_actions from its own squashed N(loc, sigma); all clipped to
   [-0.999, 0.999] with masked dims exactly 0; prior logits uniform (the candidates are already
   samples of the policy, as in the EZ-M release); q normalised over the tree's backed-up
@@ -23,6 +25,7 @@ drawn from the torch.Generator.
 """
 from __future__ import annotations
 
+import math
 from typing import TYPE_CHECKING, Any, Callable, NamedTuple
 
 import torch
@@ -38,7 +41,7 @@ if TYPE_CHECKING:
     from ezm.model import Inference
 
 # streams of the per-root random numbers
-_ROOT_NOISE, _GUMBEL, _CHILD_NOISE, _HEADS = range(4)
+_ROOT_NOISE, _GUMBEL, _CHILD_NOISE, _HEADS, _ROOT_UNIFORM = range(5)
 
 
 class SearchOutput(NamedTuple):
@@ -129,6 +132,10 @@ def search_with_tree(model: Any, root: Inference, task: Tensor, action_mask: Ten
     widen[: cfg.root_policy_samples] = 1.0
     noise = rng.normal(keys, _ROOT_NOISE, (k, dims), dtype)  # [B, K, A]
     candidates = sample_actions(root.loc[:, None], root.std[:, None] * widen, noise, valid)  # [B, K, A]
+    uniform = min(math.floor(cfg.root_uniform * k), k - 1)
+    if uniform > 0:  # the last U candidates cover the action box, whatever the policy proposes
+        box = 0.999 * (2.0 * rng.uniform(keys, _ROOT_UNIFORM, (uniform, dims), dtype) - 1.0)  # [B, U, A]
+        candidates = torch.cat([candidates[:, : k - uniform], torch.where(valid[:, None], box, 0)], 1)
     if add_noise:
         gumbel = cfg.gumbel_scale * rng.gumbel(keys, _GUMBEL, (k,), dtype)  # [B, K]
     else:

@@ -1,8 +1,11 @@
 """Evaluation: every task plays a few episodes with the search, Gumbel noise off.
 
-As in EfficientZero-V2's evaluation, the root candidates are not widened: all K come from
+As in EfficientZero-V2's evaluation, the root candidates are not widened: they come from
 N(mu, search.eval_root_widen * sigma), eval_root_widen 1 by default; acting and reanalyze
-keep search.root_widen for the widened ones.
+keep search.root_widen for the widened ones. Unlike the release, search.eval_root_uniform of
+the K candidates are uniform over the action box: the policy is trained towards the widened,
+exploring proposal and rarely proposes small actions, which the model's values prefer under
+dm_control's control costs (docs/results.md).
 """
 from __future__ import annotations
 
@@ -58,14 +61,15 @@ class Evaluator:
     def __init__(self, tasks: list[Task], cfg: Config, episodes: int, seed: int):
         self.env = MultiTaskEnv(tasks, copies=episodes, seed=seed, action_repeat=cfg.env.action_repeat)
         self.cfg = cfg
-        self.search_cfg = dataclasses.replace(cfg.search, root_widen=cfg.search.eval_root_widen)
+        self.search_cfg = dataclasses.replace(cfg.search, root_widen=cfg.search.eval_root_widen,
+                                              root_uniform=cfg.search.eval_root_uniform)
         self.episodes = episodes
         self.device = torch.device(cfg.device)
         self.task = torch.tensor(self.env.task_ids, device=self.device)  # [E]
         self.action_mask = torch.as_tensor(self.env.action_mask, device=self.device)  # [E, A]
 
     def searcher(self, model: WorldModel, generator: torch.Generator) -> Act:
-        """The evaluation actor: the search without noise, root candidates widened by eval_root_widen."""
+        """The evaluation actor: the search without noise, root candidates by eval_root_widen and eval_root_uniform."""
         def act(obs: torch.Tensor, counted: np.ndarray) -> torch.Tensor:
             return search(model, obs, self.task, self.action_mask, self.search_cfg, self.cfg.decision_discount,
                           generator, add_noise=False).action
