@@ -61,7 +61,7 @@ class SearchConfig:
     root_widen: float = 3.0  # std multiplier for the widened root samples N(mu, widen * sigma)
     eval_root_widen: float = 1.0  # root_widen when evaluating (release: 1, every candidate from N(mu, sigma))
     root_uniform: float = 0.0  # fraction of the K drawn uniformly over the action box instead (floor(f K), at most K - 1; acting and reanalyze: 0, the release)
-    eval_root_uniform: float = 0.5  # root_uniform when evaluating: actions the policy rarely proposes, e.g. small ones under a control cost
+    eval_root_uniform: float = 0.25  # root_uniform when evaluating: actions the policy rarely proposes, e.g. small ones under a control cost (0.5 lost walker)
     child_actions: int = 2  # candidate actions sampled at every interior node
     c_visit: float = 50.0  # sigma(q) = (c_visit + max N) * c_scale * q
     c_scale: float = 0.1  # see c_visit

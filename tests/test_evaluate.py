@@ -52,7 +52,7 @@ def test_a_custom_actor_and_observer_see_every_step_and_which_rows_count():
     assert len(seen) == 250 and seen[0][1] is not seen[1][1]  # a fresh mask every step, not one mutated array
 
 
-@pytest.mark.parametrize("eval_widen, eval_uniform", [(1.0, 0.5), (3.0, 0.0)])
+@pytest.mark.parametrize("eval_widen, eval_uniform", [(1.0, 0.25), (3.0, 0.0)])
 def test_evaluation_searches_with_its_own_root_candidates(eval_widen, eval_uniform):
     cfg = C.build("quickstart", overrides=[f"search.eval_root_widen={eval_widen}",
                                            f"search.eval_root_uniform={eval_uniform}"])
