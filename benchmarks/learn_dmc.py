@@ -25,6 +25,7 @@ from final_eval import many_episodes
 
 from ezm import config as config_lib
 from ezm.workers.run import read_config
+from ezm.workers.stop import Interrupted, exit_code
 from ezm.workers.trainer import RunFinished, resume, train
 
 # the benchmark adds only its budget and evaluation settings to the preset: what it measures is
@@ -147,4 +148,9 @@ def main() -> None:
 
 
 if __name__ == "__main__":
-    main()
+    try:
+        main()
+    except Interrupted as stop:  # a checkpoint is written: the figures come when the run is continued
+        print(f"learn_dmc: stopped at {stop.env_steps} env steps per task, checkpoint written; continue with: "
+              f"python benchmarks/learn_dmc.py --resume {stop.run_dir}")
+        raise SystemExit(exit_code(stop.signum))
