@@ -1,5 +1,6 @@
 """What the search adds to a trained model: its returns acted by the search at several budgets,
-by the run's search with every root candidate from the policy (no uniform candidates), by the mean of the run's search's improved policy over its root candidates (instead of its best
+by the run's search with every root candidate from the policy (no uniform candidates), by the
+mean of the run's search's improved policy over its root candidates (instead of its best
 candidate), by the policy mean alone, and by uniform random actions, on the same episode starts.
 
     python benchmarks/search_gain.py RUN_DIR --episodes 4 --tag walker_s0
@@ -54,12 +55,10 @@ def main() -> None:
             play("search run")
             continue
         simulations, actions = (int(x) for x in budget.split("/"))
-        search_cfg = dataclasses.replace(cfg.search, simulations=simulations, root_actions=actions,
-                                         root_policy_samples=actions, root_widen=cfg.search.eval_root_widen,
-                                         root_uniform=cfg.search.eval_root_uniform)
+        search_cfg = dataclasses.replace(cfg.search.for_evaluation(), simulations=simulations,
+                                         root_actions=actions, root_policy_samples=actions)
         play(f"search {budget}", search_cfg=search_cfg)
-    policy_only = dataclasses.replace(cfg.search, root_widen=cfg.search.eval_root_widen, root_uniform=0.0)
-    play("search policy", search_cfg=policy_only)
+    play("search policy", search_cfg=dataclasses.replace(cfg.search.for_evaluation(), root_uniform=0.0))
 
     task_rows = torch.repeat_interleave(torch.arange(len(tasks), device=cfg.device), args.episodes)  # [E]
 

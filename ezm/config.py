@@ -68,6 +68,10 @@ class SearchConfig:
     value_min_heads: int = 2  # value inference: minimum over this many randomly chosen heads (the release)
     gumbel_scale: float = 1.0  # scale of the Gumbel noise when acting (0 disables it)
 
+    def for_evaluation(self) -> SearchConfig:
+        """This search as evaluation runs it: root candidates by eval_root_widen and eval_root_uniform."""
+        return dataclasses.replace(self, root_widen=self.eval_root_widen, root_uniform=self.eval_root_uniform)
+
 
 @dataclass(frozen=True)
 class ReplayConfig:

@@ -203,29 +203,28 @@ def test_interior_nodes_sample_their_own_candidates() -> None:
     assert (tree.logits[:, 1:, : CFG.child_actions] == 0).all()  # uniform prior
 
 
-def test_root_candidates_follow_policy_then_widened_policy() -> None:
-    model = TargetModel(torch.zeros(1, dtype=torch.float64))  # N(0, 0.5) policy, one dim
+def one_dim_roots(root_uniform: float = 0.0) -> Tensor:
+    """[4000, 6, 1] root candidates of a one-dim N(0, 0.5) policy: 2 policy samples, the rest widened x3."""
+    model = TargetModel(torch.zeros(1, dtype=torch.float64))
     batch = 4000
     obs, task = torch.zeros(batch, 1, dtype=torch.float64), torch.zeros(batch, dtype=torch.long)
-    cfg = SearchConfig(simulations=1, root_actions=6, root_policy_samples=2, root_widen=3.0)
-    out = search(model, obs, task, torch.ones(batch, 1), cfg, 0.99, torch.Generator().manual_seed(0), False)
-    assert out.candidates.abs().max() <= 0.999
-    plain, widened = out.candidates[:, :2, 0].atanh(), out.candidates[:, 2:, 0].atanh()  # pre-tanh samples
+    cfg = SearchConfig(simulations=1, root_actions=6, root_policy_samples=2, root_widen=3.0, root_uniform=root_uniform)
+    return search(model, obs, task, torch.ones(batch, 1), cfg, 0.99, torch.Generator().manual_seed(0), False).candidates
+
+
+def test_root_candidates_follow_policy_then_widened_policy() -> None:
+    candidates = one_dim_roots()
+    assert candidates.abs().max() <= 0.999
+    plain, widened = candidates[:, :2, 0].atanh(), candidates[:, 2:, 0].atanh()  # pre-tanh samples
     assert abs(plain.std().item() - 0.5) < 0.03
     assert abs(plain.mean().item()) < 0.03
     assert abs(widened.std().item() - 1.5) < 0.06  # 3 * 0.5; the clip at atanh(0.999) = 3.8 cuts 1%
 
 
 def test_uniform_root_candidates_cover_the_box_and_keep_the_rest() -> None:
-    model = TargetModel(torch.zeros(1, dtype=torch.float64))  # N(0, 0.5) policy, one dim
-    batch = 4000
-    obs, task = torch.zeros(batch, 1, dtype=torch.float64), torch.zeros(batch, dtype=torch.long)
-    cfg = SearchConfig(simulations=1, root_actions=6, root_policy_samples=2, root_widen=3.0)
-    plain = search(model, obs, task, torch.ones(batch, 1), cfg, 0.99, torch.Generator().manual_seed(0), False)
-    cfg = SearchConfig(simulations=1, root_actions=6, root_policy_samples=2, root_widen=3.0, root_uniform=0.5)
-    out = search(model, obs, task, torch.ones(batch, 1), cfg, 0.99, torch.Generator().manual_seed(0), False)
-    assert torch.equal(out.candidates[:, :3], plain.candidates[:, :3])  # policy and widened samples unchanged
-    box = out.candidates[:, 3:, 0]  # [B, 3]
+    plain, candidates = one_dim_roots(), one_dim_roots(root_uniform=0.5)
+    assert torch.equal(candidates[:, :3], plain[:, :3])  # policy and widened samples unchanged
+    box = candidates[:, 3:, 0]  # [B, 3]
     assert box.abs().max() <= 0.999
     assert abs(box.mean().item()) < 0.02 and abs(box.var().item() - 0.999**2 / 3) < 0.01  # U(-0.999, 0.999)
     assert ((box[:, 0] != box[:, 1]) & (box[:, 1] != box[:, 2])).all()  # independent draws per candidate

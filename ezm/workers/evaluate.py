@@ -9,7 +9,6 @@ dm_control's control costs (docs/results.md).
 """
 from __future__ import annotations
 
-import dataclasses
 from dataclasses import dataclass
 from pathlib import Path
 from typing import Callable
@@ -61,8 +60,7 @@ class Evaluator:
     def __init__(self, tasks: list[Task], cfg: Config, episodes: int, seed: int):
         self.env = MultiTaskEnv(tasks, copies=episodes, seed=seed, action_repeat=cfg.env.action_repeat)
         self.cfg = cfg
-        self.search_cfg = dataclasses.replace(cfg.search, root_widen=cfg.search.eval_root_widen,
-                                              root_uniform=cfg.search.eval_root_uniform)
+        self.search_cfg = cfg.search.for_evaluation()
         self.episodes = episodes
         self.device = torch.device(cfg.device)
         self.task = torch.tensor(self.env.task_ids, device=self.device)  # [E]
