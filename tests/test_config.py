@@ -72,6 +72,7 @@ def test_round_trip_through_yaml(tmp_path):
     ("search.root_policy_samples=0", "search.root_policy_samples must lie in [1,"),
     ("search.eval_root_uniform=1.5", "search.eval_root_uniform must lie in [0, 1], got 1.5"),
     ("search.root_uniform=-1", "search.root_uniform must lie in [0, 1]"),
+    ("search.reanalyze_root_uniform=2", "search.reanalyze_root_uniform must lie in [0, 1], got 2"),
     ("search.child_actions=0", "search.child_actions must be an integer >= 1"),
     ("model.hidden=0", "model.hidden must be an integer >= 1"),
     ("model.value_heads=0", "model.value_heads must be an integer >= 1"),
@@ -193,3 +194,11 @@ def test_the_ray_backend_without_ray_installed_says_how_to_install_it(monkeypatc
     with pytest.raises(C.ConfigError, match=re.escape("system.backend=ray needs Ray, which is not installed: "
                                                       "pip install -e '.[ray]'")):
         ray_trainer(C.build("dmc", overrides=["system.backend=ray"]))
+
+
+def test_reanalyze_search_adds_uniform_candidates_that_acting_does_not():
+    cfg = C.SearchConfig(simulations=8, reanalyze_root_uniform=0.25)
+    reanalyze = cfg.for_reanalyze(4)
+    assert (reanalyze.simulations, reanalyze.root_uniform) == (4, 0.25)
+    assert cfg.root_uniform == 0.0 and cfg.for_evaluation().root_uniform == cfg.eval_root_uniform
+    assert C.SearchConfig(root_uniform=0.5, reanalyze_root_uniform=0.25).for_reanalyze(8).root_uniform == 0.5

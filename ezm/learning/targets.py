@@ -10,7 +10,6 @@ K root candidates, A padded action size, V value heads, T tasks.
 """
 from __future__ import annotations
 
-import dataclasses
 from typing import NamedTuple
 
 import torch
@@ -126,7 +125,7 @@ def reanalyze(target_model: WorldModel, batch: Batch, cfg: Config, variance_rang
     root_p = Inference(*(field[positions] for field in root))
     task_p = task_rows[positions]  # [B*P]
     mask_p = target_model.task_action_mask[task_p]  # [B*P, A]
-    search_cfg = dataclasses.replace(cfg.search, simulations=cfg.learn.reanalyze_simulations)
+    search_cfg = cfg.search.for_reanalyze(cfg.learn.reanalyze_simulations)
     searched = search_from_root(target_model, root_p, task_p, mask_p, search_cfg, cfg.decision_discount,
                                 generator, add_noise=False)
     search_value = searched.root_value.view(b, p)  # [B, P]
