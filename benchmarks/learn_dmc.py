@@ -65,7 +65,7 @@ def plot(curve: list[dict], path: Path, title: str) -> None:
     fig.savefig(path, dpi=120)
 
 
-def figures(run_dir: Path, cfg: config_lib.Config, preset: str, final_episodes: int) -> dict:
+def figures(run_dir: Path, cfg: config_lib.Config, preset: str | None, final_episodes: int) -> dict:
     """The JSON of a run directory as it stands. The wall clock and update count are those of its
     last log line, whose `time` sums every process that ran it (a run split by --resume); a run
     stopped before its budget is marked `finished: false` and gets no many-episode evaluation."""
@@ -101,7 +101,9 @@ def figures(run_dir: Path, cfg: config_lib.Config, preset: str, final_episodes: 
 def main() -> None:
     parser = argparse.ArgumentParser(description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter)
     parser.add_argument("--suite", default="dmc-cartpole")
-    parser.add_argument("--preset", default="dmc")
+    parser.add_argument("--preset", default=None,
+                        help="preset of a new run (default: dmc); with --resume or --record, the preset the run "
+                             "was started with, stored as its label (null when not given: the config is stored in full)")
     parser.add_argument("--steps", type=int, default=None,
                         help="env steps per task (default: the suite's in BUDGETS, else the preset's)")
     parser.add_argument("--tag", default="", help="suffix of the output files")
@@ -133,6 +135,7 @@ def main() -> None:
         steps = args.steps or BUDGETS.get(args.suite)
         budget = [f"train.env_steps_per_task={steps}"] if steps else []
         overrides = DEFAULTS + budget + [f"env.suite={args.suite}", f"train.run_dir={args.runs}"] + args.overrides
+        args.preset = args.preset or "dmc"
         cfg = config_lib.build(args.preset, None, overrides)
         run_dir = train(cfg).run_dir
 
@@ -142,7 +145,7 @@ def main() -> None:
     results = REPO / "benchmarks" / "results"
     results.mkdir(parents=True, exist_ok=True)
     (results / f"{name}.json").write_text(json.dumps(out, indent=1))
-    plot(out["curve"], results / f"{name}.png", f"EZ-M on {cfg.env.suite} ({args.preset} preset, one model)")
+    plot(out["curve"], results / f"{name}.png", f"EZ-M on {cfg.env.suite} ({args.preset + ' preset, ' if args.preset else ''}one model)")
     print("\n".join(f"{task:<28}{ret:>9.1f}" for task, ret in out["final_eval"].items()))
     print(f"wrote {results / name}.json and .png")
 
