@@ -202,3 +202,14 @@ def test_reanalyze_search_adds_uniform_candidates_that_acting_does_not():
     assert (reanalyze.simulations, reanalyze.root_uniform) == (4, 0.25)
     assert cfg.root_uniform == 0.0 and cfg.for_evaluation().root_uniform == cfg.eval_root_uniform
     assert C.SearchConfig(root_uniform=0.5, reanalyze_root_uniform=0.25).for_reanalyze(8).root_uniform == 0.5
+
+
+def test_absent_fields_are_those_a_config_file_lacks_with_their_defaults():
+    cfg = C.build("quickstart", overrides=["search.eval_root_uniform=0.5"])
+    assert C.absent_fields(C.to_dict(cfg)) == {}  # a file of today's ezm lacks nothing
+    written = C.to_dict(cfg)
+    del written["search"]["eval_root_uniform"], written["learn"]["lr"], written["system"]
+    absent = C.absent_fields(written)
+    assert absent["search.eval_root_uniform"] == 0.25 and absent["learn.lr"] == C.Config().learn.lr
+    assert {k for k in absent if k.startswith("system.")} == {f"system.{f.name}" for f in dataclasses.fields(C.SystemConfig)}
+    assert len(absent) == 2 + len(dataclasses.fields(C.SystemConfig))

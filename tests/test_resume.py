@@ -7,6 +7,7 @@ import time
 from pathlib import Path
 
 import pytest
+import yaml
 
 from ezm import config as C
 from ezm.learning.checkpoint import CheckpointError
@@ -146,6 +147,19 @@ def test_resuming_a_finished_run_says_so_and_changes_nothing(tmp_path):
     assert out.splitlines() == [f"ezm: run {run_dir.resolve()} is finished (80 env steps per task, its budget); "
                                 f"nothing to resume (evaluate it with: ezm eval {run_dir.resolve()})"]
     assert _contents(run_dir) == before
+
+
+def test_resume_names_the_fields_a_run_started_without(tmp_path, capsys):
+    cfg = C.build("quickstart", overrides=[a for a in SMALL if "=" in a] + [
+        "env.suite=cartpole-balance", "train.env_steps_per_task=80", "learn.warmup_steps=40",
+        f"train.run_dir={tmp_path}"])
+    Trainer(cfg, tmp_path).save()  # a checkpoint at 0 env steps
+    written = C.to_dict(cfg)
+    del written["search"]["eval_root_uniform"], written["system"]  # as a run of an older ezm wrote it
+    (tmp_path / "config.yaml").write_text(yaml.safe_dump(written))
+    resume(tmp_path)
+    err = capsys.readouterr().err
+    assert "take their defaults" in err and "search.eval_root_uniform=0.25" in err and "system.lockstep=False" in err
 
 
 def test_resume_refuses_a_checkpoint_of_another_config(tmp_path):

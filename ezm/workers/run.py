@@ -39,6 +39,12 @@ def read_config(run_dir: Path) -> config_lib.Config:
     return config_lib.from_dict(config_lib.load_yaml(path))
 
 
+def added_since(run_dir: Path) -> dict[str, object]:
+    """Fields of today's config that the run's config file lacks (added to ezm after the run
+    started), with the defaults they take when the run is resumed or evaluated."""
+    return config_lib.absent_fields(config_lib.load_yaml(run_dir / CONFIG_FILE))
+
+
 def build_model(cfg: config_lib.Config, tasks: list[Task], obs_size: int, action_size: int,
                 task_action_mask) -> WorldModel:
     model = WorldModel(cfg.model, len(tasks), obs_size, action_size,

@@ -9,6 +9,7 @@ SIGTERM stop a run after its current step with a checkpoint to resume from (see 
 """
 from __future__ import annotations
 
+import sys
 import time
 from dataclasses import dataclass
 from pathlib import Path
@@ -28,7 +29,7 @@ from ezm.tasks.task import Task
 from ezm.workers.evaluate import EvalResult, Evaluator
 from ezm.workers.logger import RunLogger
 from ezm.workers.rollout import Rollout
-from ezm.workers.run import CHECKPOINT_FILE, build_model, new_run_dir, read_config
+from ezm.workers.run import CHECKPOINT_FILE, added_since, build_model, new_run_dir, read_config
 from ezm.workers.stop import Interrupted, StopRequests
 
 PRIORITY_QUANTILES = (0.01, 0.5, 0.99)  # of the stored priorities of every task, in the logs
@@ -320,6 +321,10 @@ def resume(run_dir: str | Path, origin: str | None = None) -> TrainResult:
     env_steps = int(state["counters"]["env_steps"])
     if env_steps >= cfg.train.env_steps_per_task:
         raise RunFinished(run_dir.resolve(), env_steps)
+    added = added_since(run_dir)
+    if added:  # the run goes on with settings it did not start with: say which
+        print("ezm: fields added to ezm since this run started take their defaults from here on: "
+              + ", ".join(f"{name}={value}" for name, value in added.items()), file=sys.stderr, flush=True)
     trainer = trainer_class(cfg)(cfg, run_dir)
     trainer.load_state_dict(state)
     return trainer.run(origin)
