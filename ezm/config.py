@@ -61,7 +61,6 @@ class SearchConfig:
     root_widen: float = 3.0  # std multiplier for the widened root samples N(mu, widen * sigma)
     eval_root_widen: float = 1.0  # root_widen when evaluating (release: 1, every candidate from N(mu, sigma))
     root_uniform: float = 0.0  # fraction of the K drawn uniformly over the action box instead (floor(f K), at most K - 1; acting and reanalyze: 0, the release)
-    reanalyze_root_uniform: float = 0.0  # root_uniform in reanalyze only: the policy target sees actions acting's policy rarely proposes
     eval_root_uniform: float = 0.25  # root_uniform when evaluating: actions the policy rarely proposes, e.g. small ones under a control cost (0.5 lost walker)
     child_actions: int = 2  # candidate actions sampled at every interior node
     c_visit: float = 50.0  # sigma(q) = (c_visit + max N) * c_scale * q
@@ -74,9 +73,8 @@ class SearchConfig:
         return dataclasses.replace(self, root_widen=self.eval_root_widen, root_uniform=self.eval_root_uniform)
 
     def for_reanalyze(self, simulations: int) -> SearchConfig:
-        """This search as reanalyze runs it: `simulations`, root_uniform at least reanalyze_root_uniform."""
-        return dataclasses.replace(self, simulations=simulations,
-                                   root_uniform=max(self.root_uniform, self.reanalyze_root_uniform))
+        """This search as reanalyze runs it: the same root candidates, `simulations` model calls."""
+        return dataclasses.replace(self, simulations=simulations)
 
 
 @dataclass(frozen=True)
@@ -275,7 +273,7 @@ def _hints(cls: type) -> dict[str, Any]:
 # that kept it loads (evaluate, resume); one that changed it is refused, since this version
 # cannot run what it ran (docs/results.md says why each lever was deleted)
 RETIRED = {"search.head_draw": "node", "search.root_prior": "uniform", "learn.policy_correction": False,
-           "search.root_proposal": "widened"}
+           "search.root_proposal": "widened", "search.reanalyze_root_uniform": 0.0}
 
 
 def merge(cfg: Any, changes: dict[str, Any], prefix: str = "") -> Any:
@@ -406,8 +404,6 @@ def _range_problems(cfg: Config) -> list[str]:
     for name, value, within, interval in (
             ("model.dropout", dropout, 0.0 <= dropout < 1.0, "[0, 1)"),
             ("search.root_uniform", cfg.search.root_uniform, 0.0 <= cfg.search.root_uniform <= 1.0, "[0, 1]"),
-            ("search.reanalyze_root_uniform", cfg.search.reanalyze_root_uniform,
-             0.0 <= cfg.search.reanalyze_root_uniform <= 1.0, "[0, 1]"),
             ("search.eval_root_uniform", cfg.search.eval_root_uniform, 0.0 <= cfg.search.eval_root_uniform <= 1.0,
              "[0, 1]"),
             ("learn.lr_warmup", warmup, 0.0 <= warmup <= 1.0, "[0, 1]"),

@@ -72,7 +72,6 @@ def test_round_trip_through_yaml(tmp_path):
     ("search.root_policy_samples=0", "search.root_policy_samples must lie in [1,"),
     ("search.eval_root_uniform=1.5", "search.eval_root_uniform must lie in [0, 1], got 1.5"),
     ("search.root_uniform=-1", "search.root_uniform must lie in [0, 1]"),
-    ("search.reanalyze_root_uniform=2", "search.reanalyze_root_uniform must lie in [0, 1], got 2"),
     ("search.child_actions=0", "search.child_actions must be an integer >= 1"),
     ("model.hidden=0", "model.hidden must be an integer >= 1"),
     ("model.value_heads=0", "model.value_heads must be an integer >= 1"),
@@ -196,12 +195,9 @@ def test_the_ray_backend_without_ray_installed_says_how_to_install_it(monkeypatc
         ray_trainer(C.build("dmc", overrides=["system.backend=ray"]))
 
 
-def test_reanalyze_search_adds_uniform_candidates_that_acting_does_not():
-    cfg = C.SearchConfig(simulations=8, reanalyze_root_uniform=0.25)
-    reanalyze = cfg.for_reanalyze(4)
-    assert (reanalyze.simulations, reanalyze.root_uniform) == (4, 0.25)
-    assert cfg.root_uniform == 0.0 and cfg.for_evaluation().root_uniform == cfg.eval_root_uniform
-    assert C.SearchConfig(root_uniform=0.5, reanalyze_root_uniform=0.25).for_reanalyze(8).root_uniform == 0.5
+def test_reanalyze_searches_the_acting_candidates_with_its_own_budget():
+    cfg = C.SearchConfig(simulations=8, root_uniform=0.25)
+    assert cfg.for_reanalyze(4) == dataclasses.replace(cfg, simulations=4)
 
 
 def test_absent_fields_are_those_a_config_file_lacks_with_their_defaults():
