@@ -513,19 +513,23 @@ def save(cfg: Config, path: str | Path) -> None:
     Path(path).write_text(yaml.safe_dump(to_dict(cfg), sort_keys=False))
 
 
-def absent_fields(data: dict[str, Any], cfg: Any = None, prefix: str = "") -> dict[str, Any]:
+def flatten(tree: dict[str, Any], prefix: str = "") -> dict[str, Any]:
+    """A nested dict (a config as `to_dict` writes it) as {dotted name: value}."""
+    out = {}
+    for key, value in tree.items():
+        name = f"{prefix}{key}"
+        if isinstance(value, dict):
+            out.update(flatten(value, f"{name}."))
+        else:
+            out[name] = value
+    return out
+
+
+def absent_fields(data: dict[str, Any]) -> dict[str, Any]:
     """The dotted fields of the config tree that the nested dict `data` lacks (fields added
     after a run's config file was written), with the values they take: the defaults."""
-    cfg = Config() if cfg is None else cfg
-    out = {}
-    for f in dataclasses.fields(cfg):
-        value, name = getattr(cfg, f.name), f"{prefix}{f.name}"
-        if f.name not in data:
-            out.update({f"{name}.{k}": v for k, v in absent_fields({}, value).items()}
-                       if dataclasses.is_dataclass(value) else {name: value})
-        elif dataclasses.is_dataclass(value) and isinstance(data[f.name], dict):
-            out.update(absent_fields(data[f.name], value, f"{name}."))
-    return out
+    given = flatten(data)
+    return {name: value for name, value in flatten(to_dict(Config())).items() if name not in given}
 
 
 def from_dict(data: dict[str, Any]) -> Config:

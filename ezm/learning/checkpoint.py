@@ -24,6 +24,8 @@ from typing import Any, Iterable
 import numpy as np
 import torch
 
+from ezm.config import flatten
+
 FORMAT = "ezm-checkpoint"
 VERSION = 4  # 2: discount per environment step, observation statistics in the model; 3: tanh-squashed policy; 4: value heads stored as one grouped ensemble
 _MAGIC = (FORMAT + "\n").encode()
@@ -78,9 +80,9 @@ def load_checkpoint(path: str | Path, config: dict | None = None, ignore: Iterab
     path = Path(path)
     header, payload = _read(path)
     if config is not None:
-        saved = {**_flatten(_plain_json(defaults or {})), **_flatten(header["config"])}
+        saved = {**flatten(_plain_json(defaults or {})), **flatten(header["config"])}
         saved = {k: v for k, v in saved.items() if k not in (retired or {}) or v != retired[k]}
-        _compare(path, saved, _flatten(_plain_json(config)), tuple(ignore))
+        _compare(path, saved, flatten(_plain_json(config)), tuple(ignore))
     try:
         return torch.load(io.BytesIO(payload), weights_only=True, map_location="cpu")
     except Exception as err:  # whatever the unpickler refuses or fails on, the file is unusable
@@ -138,17 +140,6 @@ def _digest(fields: dict, payload: bytes | memoryview) -> str:
 def _plain_json(config: dict) -> dict:
     """The config as JSON reads it back (tuples become lists), so both sides compare equal."""
     return json.loads(json.dumps(config))
-
-
-def _flatten(tree: dict, prefix: str = "") -> dict[str, Any]:
-    out = {}
-    for key, value in tree.items():
-        name = f"{prefix}{key}"
-        if isinstance(value, dict):
-            out.update(_flatten(value, f"{name}."))
-        else:
-            out[name] = value
-    return out
 
 
 def _compare(path: Path, saved: dict, run: dict, ignore: tuple[str, ...]) -> None:
