@@ -63,6 +63,7 @@ def test_round_trip_through_yaml(tmp_path):
     ("model.value_range=[5,-5]", "model.value_range must be"),
     ("search.eval_root_widen=0", "search.eval_root_widen must be positive"),
     ("search.root_widen=-1", "search.root_widen must be positive"),
+    ("search.root_widen_action=-0.5", "search.root_widen_action must be a finite number >= 0.0, got -0.5"),
     ("env.copies_per_task=0", "env.copies_per_task must be an integer >= 1, got 0"),
     ("env.action_repeat=0", "env.action_repeat must be an integer >= 1"),
     ("search.simulations=0", "search.simulations must be an integer >= 1, got 0"),
