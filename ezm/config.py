@@ -59,7 +59,6 @@ class SearchConfig:
     root_actions: int = 8  # K candidate actions sampled at the root (also the top-m of halving; paper: 16)
     root_policy_samples: int = 2  # of the K, how many come from N(mu, sigma); the rest are widened (release: 4 of 16)
     root_widen: float = 3.0  # std multiplier for the widened root samples N(mu, widen * sigma)
-    root_widen_action: float = 0.0  # > 0: the widened root samples are policy samples plus N(0, this) in action space, clipped, instead of pre-tanh N(mu, widen * sigma) (a saturated policy's pre-tanh widening piles them at the bounds)
     eval_root_widen: float = 1.0  # root_widen when evaluating (release: 1, every candidate from N(mu, sigma))
     root_uniform: float = 0.0  # fraction of the K drawn uniformly over the action box instead (floor(f K), at most K - 1; acting and reanalyze: 0, the release)
     eval_root_uniform: float = 0.25  # root_uniform when evaluating: actions the policy rarely proposes, e.g. small ones under a control cost (0.5 lost walker)
@@ -70,9 +69,8 @@ class SearchConfig:
     gumbel_scale: float = 1.0  # scale of the Gumbel noise when acting (0 disables it)
 
     def for_evaluation(self) -> SearchConfig:
-        """This search as evaluation runs it: root candidates by eval_root_widen (pre-tanh) and eval_root_uniform."""
-        return dataclasses.replace(self, root_widen=self.eval_root_widen, root_widen_action=0.0,
-                                   root_uniform=self.eval_root_uniform)
+        """This search as evaluation runs it: root candidates by eval_root_widen and eval_root_uniform."""
+        return dataclasses.replace(self, root_widen=self.eval_root_widen, root_uniform=self.eval_root_uniform)
 
     def for_reanalyze(self, simulations: int) -> SearchConfig:
         """This search as reanalyze runs it: the same root candidates, `simulations` model calls."""
@@ -275,7 +273,8 @@ def _hints(cls: type) -> dict[str, Any]:
 # that kept it loads (evaluate, resume); one that changed it is refused, since this version
 # cannot run what it ran (docs/results.md says why each lever was deleted)
 RETIRED = {"search.head_draw": "node", "search.root_prior": "uniform", "learn.policy_correction": False,
-           "search.root_proposal": "widened", "search.reanalyze_root_uniform": 0.0}
+           "search.root_proposal": "widened", "search.reanalyze_root_uniform": 0.0,
+           "search.root_widen_action": 0.0}
 
 
 def merge(cfg: Any, changes: dict[str, Any], prefix: str = "") -> Any:
@@ -362,7 +361,7 @@ AT_LEAST = {  # field -> the smallest value any run can use
     "model.action_embedding_dim": 1, "model.value_heads": 1,
     "model.projector_hidden": 1, "model.projector_out": 1, "model.predictor_hidden": 1, "model.support_bins": 2,
     "search.simulations": 1, "search.root_actions": 1, "search.child_actions": 1, "search.c_visit": 0.0,
-    "search.value_min_heads": 1, "search.gumbel_scale": 0.0, "search.root_widen_action": 0.0,
+    "search.value_min_heads": 1, "search.gumbel_scale": 0.0,
     "replay.capacity_per_task": 1, "replay.priority_alpha": 0.0, "replay.priority_beta": 0.0,
     "learn.batch_size": 1, "learn.unroll": 1, "learn.td_steps": 1,
     "learn.weight_decay": 0.0, "learn.reward_coef": 0.0, "learn.value_coef": 0.0, "learn.policy_coef": 0.0,

@@ -221,29 +221,6 @@ def test_root_candidates_follow_policy_then_widened_policy() -> None:
     assert abs(widened.std().item() - 1.5) < 0.06  # 3 * 0.5; the clip at atanh(0.999) = 3.8 cuts 1%
 
 
-def saturated_roots(widen_action: float) -> Tensor:
-    """[4000, 6, 1] root candidates of a policy saturated at +1 (pre-tanh N(3, 0.5)): 2 policy samples,
-    4 widened, pre-tanh (widen_action 0) or in action space."""
-    batch = 4000
-    zeros = torch.zeros(batch, 1, dtype=torch.float64)
-    root = Inference(zeros, zeros[:, 0], torch.zeros(batch, 2, dtype=torch.float64), zeros + 3.0, zeros + 0.5)
-    cfg = SearchConfig(simulations=1, root_actions=6, root_policy_samples=2, root_widen_action=widen_action)
-    model = TargetModel(torch.zeros(1, dtype=torch.float64))
-    return search_from_root(model, root, zeros[:, 0].long(), torch.ones(batch, 1), cfg, 0.99,
-                            torch.Generator().manual_seed(0), False).candidates
-
-
-def test_action_space_widening_reaches_inside_a_saturated_policy() -> None:
-    pre_tanh, action_space = saturated_roots(0.0), saturated_roots(0.5)
-    assert torch.equal(action_space[:, :2], pre_tanh[:, :2])  # the policy samples are unchanged
-    assert action_space.abs().max() <= 0.999
-    widened, jitter_free = action_space[:, 2:, 0], pre_tanh[:, 2:, 0]  # [B, 4]
-    assert abs((jitter_free < 0.9).float().mean().item() - 0.15) < 0.02  # P(N(3, 1.5) < atanh(0.9)) = 0.15
-    inside = (widened < 0.9).float().mean().item()
-    assert 0.4 < inside < 0.46  # about P(0.995 - 0.5 z < 0.9) = P(z > 0.19) = 0.42
-    assert abs((0.999 - widened[widened < 0.99]).mean().item() - 0.4) < 0.05  # E[0.5 |z|] = 0.4
-
-
 def test_uniform_root_candidates_cover_the_box_and_keep_the_rest() -> None:
     plain, candidates = one_dim_roots(), one_dim_roots(root_uniform=0.5)
     assert torch.equal(candidates[:, :3], plain[:, :3])  # policy and widened samples unchanged

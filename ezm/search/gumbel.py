@@ -4,8 +4,7 @@ Both modes run the same tree functions (`ezm.search.tree`); they differ in where
 candidates come from and in how q is normalised:
 
 - continuous (`search`, `search_from_root`): the root samples K candidates from its policy
-  (root_policy_samples as tanh of N(loc, sigma), the rest of N(loc, root_widen * sigma), or, with
-  root_widen_action w > 0, policy samples plus N(0, w) in action space; of
+  (root_policy_samples as tanh of N(loc, sigma), the rest of N(loc, root_widen * sigma), of
   which the last U = floor(root_uniform * K) (at most K - 1) are instead uniform over
   [-0.999, 0.999] in every valid dim), every
   expanded node samples C = child_actions from its own squashed N(loc, sigma); all clipped to
@@ -33,7 +32,7 @@ import torch
 from torch import Tensor
 
 from ezm.config import SearchConfig
-from ezm.model.policy import ACTION_BOUND, squash
+from ezm.model.policy import squash
 from ezm.search import rng
 from ezm.search.tree import (Rules, Tree, backup, considered_visits, discount_matrix, expand, new_tree,
                              node_view, root_scores, simulate)
@@ -42,7 +41,7 @@ if TYPE_CHECKING:
     from ezm.model import Inference
 
 # streams of the per-root random numbers
-_ROOT_NOISE, _GUMBEL, _CHILD_NOISE, _HEADS, _ROOT_UNIFORM, _ROOT_JITTER = range(6)
+_ROOT_NOISE, _GUMBEL, _CHILD_NOISE, _HEADS, _ROOT_UNIFORM = range(5)
 
 
 class SearchOutput(NamedTuple):
@@ -129,17 +128,10 @@ def search_with_tree(model: Any, root: Inference, task: Tensor, action_mask: Ten
     keys = rng.keys_from(generator, batch, device) if keys is None else keys
     k, c, n = cfg.root_actions, cfg.child_actions, cfg.simulations
     valid = action_mask.bool()  # [B, A]
+    widen = torch.full((k, 1), cfg.root_widen, dtype=dtype, device=device)  # [K, 1]
+    widen[: cfg.root_policy_samples] = 1.0
     noise = rng.normal(keys, _ROOT_NOISE, (k, dims), dtype)  # [B, K, A]
-    if cfg.root_widen_action > 0:  # widen in action space: jitter policy samples, inward from a bound too
-        jitter = torch.full((k, 1), cfg.root_widen_action, dtype=dtype, device=device)  # [K, 1]
-        jitter[: cfg.root_policy_samples] = 0.0
-        candidates = sample_actions(root.loc[:, None], root.std[:, None], noise, valid)  # [B, K, A]
-        candidates = candidates + jitter * rng.normal(keys, _ROOT_JITTER, (k, dims), dtype)  # [B, K, A]
-        candidates = torch.where(valid[:, None], candidates.clamp(-ACTION_BOUND, ACTION_BOUND), 0)
-    else:
-        widen = torch.full((k, 1), cfg.root_widen, dtype=dtype, device=device)  # [K, 1]
-        widen[: cfg.root_policy_samples] = 1.0
-        candidates = sample_actions(root.loc[:, None], root.std[:, None] * widen, noise, valid)  # [B, K, A]
+    candidates = sample_actions(root.loc[:, None], root.std[:, None] * widen, noise, valid)  # [B, K, A]
     uniform = min(math.floor(cfg.root_uniform * k), k - 1)
     if uniform > 0:  # the last U candidates cover the action box, whatever the policy proposes
         box = 0.999 * (2.0 * rng.uniform(keys, _ROOT_UNIFORM, (uniform, dims), dtype) - 1.0)  # [B, U, A]
