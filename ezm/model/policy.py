@@ -5,10 +5,9 @@ Gaussian), so every sample lies in (-1, 1) and the policy can put its mass near 
 bang-bang control wants, without pushing density past it. The policy head emits 2A raw numbers
 per state: loc = 5 tanh(raw / 5) (a soft clamp, as EfficientZero-V2 does, so that atanh of the
 searched actions, at most atanh(0.999) = 3.8, is always reachable); the log-std is mapped into
-[log_std_min, log_std_max] by log_std_min + (log_std_max - log_std_min) (tanh(x) + 1) / 2
-(TD-MPC2 style) and std = exp(log-std). The bounds are `ModelConfig.policy_log_std_min` and
-`policy_log_std_max` (at most LOG_STD_MAX); the head starts at `ModelConfig.policy_init_std`
-(see `raw_log_std`). The deterministic action is tanh(loc).
+[log_std_min, LOG_STD_MAX] by log_std_min + (LOG_STD_MAX - log_std_min) (tanh(x) + 1) / 2
+(TD-MPC2 style) and std = exp(log-std). log_std_min is `ModelConfig.policy_log_std_min`; the head
+starts at `ModelConfig.policy_init_std` (see `raw_log_std`). The deterministic action is tanh(loc).
 
 The search samples candidates tanh(loc + std * noise) (std widened by `root_widen` for most
 root candidates), clips them to [-0.999, 0.999] and zeroes the dims the task's mask marks
@@ -39,23 +38,22 @@ _LOG_SQRT_2PI = 0.5 * math.log(2 * math.pi)
 _HERMITE_NODES = 8  # Gauss-Hermite nodes of the entropy's expectation over the Gaussian
 
 
-def gaussian(raw: Tensor, mask: Tensor, log_std_min: float = LOG_STD_MIN,
-             log_std_max: float = LOG_STD_MAX) -> tuple[Tensor, Tensor]:
+def gaussian(raw: Tensor, mask: Tensor, log_std_min: float = LOG_STD_MIN) -> tuple[Tensor, Tensor]:
     """(loc [B, A], std [B, A]) of the pre-tanh Gaussian from the head's raw output [B, 2A] and a 0/1 mask [B, A]."""
     raw_loc, raw_log_std = raw.chunk(2, dim=-1)  # [B, A] each
     mask = mask.to(raw.dtype)
     loc = LOC_BOUND * torch.tanh(raw_loc / LOC_BOUND) * mask  # [B, A], exactly 0 on masked dims
-    log_std = log_std_min + 0.5 * (log_std_max - log_std_min) * (torch.tanh(raw_log_std) + 1)  # [B, A]
+    log_std = log_std_min + 0.5 * (LOG_STD_MAX - log_std_min) * (torch.tanh(raw_log_std) + 1)  # [B, A]
     log_std = log_std * mask + LOG_STD_MIN * (1 - mask)  # [B, A], LOG_STD_MIN on masked dims
     return loc, log_std.exp()
 
 
-def raw_log_std(std: float, log_std_min: float = LOG_STD_MIN, log_std_max: float = LOG_STD_MAX) -> float:
+def raw_log_std(std: float, log_std_min: float = LOG_STD_MIN) -> float:
     """The raw head output that `gaussian` maps to `std` (inverse of the log-std mapping)."""
     log_std = math.log(std)
-    if not log_std_min < log_std < log_std_max:
-        raise ValueError(f"std {std} is outside exp([{log_std_min}, {log_std_max}])")
-    return math.atanh((log_std - log_std_min) / (0.5 * (log_std_max - log_std_min)) - 1)
+    if not log_std_min < log_std < LOG_STD_MAX:
+        raise ValueError(f"std {std} is outside exp([{log_std_min}, {LOG_STD_MAX}])")
+    return math.atanh((log_std - log_std_min) / (0.5 * (LOG_STD_MAX - log_std_min)) - 1)
 
 
 def squash(u: Tensor) -> Tensor:

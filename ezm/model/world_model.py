@@ -132,7 +132,7 @@ class ValuePolicy(nn.Module):
     """V(h, e) and P(h, e): one residual trunk on [h, e], value heads and a policy head."""
 
     def __init__(self, width: int, blocks: int, head_hidden: int, bins: int, heads: int,
-                 dropout: float, action_size: int, init_std: float, log_std_min: float, log_std_max: float):
+                 dropout: float, action_size: int, init_std: float, log_std_min: float):
         super().__init__()
         self.tower = residual_tower(width, blocks)
         self.norm = nn.LayerNorm(width)
@@ -141,8 +141,8 @@ class ValuePolicy(nn.Module):
         last = self.policy_head[-1]
         nn.init.uniform_(last.weight, -1e-3, 1e-3)  # the untrained policy: loc ~0, std ~init_std
         nn.init.zeros_(last.bias)
-        nn.init.constant_(last.bias[action_size:], raw_log_std(init_std, log_std_min, log_std_max))
-        self.log_std_min, self.log_std_max = log_std_min, log_std_max
+        nn.init.constant_(last.bias[action_size:], raw_log_std(init_std, log_std_min))
+        self.log_std_min = log_std_min
 
     def trunk(self, latent: Tensor, embedding: Tensor | None) -> Tensor:
         return self.norm(self.tower(_cat(latent, embedding)))  # [B, W]
@@ -160,7 +160,7 @@ class ValuePolicy(nn.Module):
         return logits
 
     def policy(self, features: Tensor, mask: Tensor) -> tuple[Tensor, Tensor]:
-        return gaussian(self.policy_head(features), mask, self.log_std_min, self.log_std_max)  # [B, A], [B, A]
+        return gaussian(self.policy_head(features), mask, self.log_std_min)  # [B, A], [B, A]
 
 
 class WorldModel(nn.Module):
@@ -193,7 +193,7 @@ class WorldModel(nn.Module):
                              cfg.head_hidden, bins)
         self.value_policy = ValuePolicy(H + size(cfg.te_value_policy), cfg.blocks, cfg.head_hidden,
                                         bins, cfg.value_heads, cfg.dropout, action_size,
-                                        cfg.policy_init_std, cfg.policy_log_std_min, cfg.policy_log_std_max)
+                                        cfg.policy_init_std, cfg.policy_log_std_min)
         self.projector = norm_mlp([H, cfg.projector_hidden, cfg.projector_hidden, cfg.projector_out])
         self.predictor = norm_mlp([cfg.projector_out, cfg.predictor_hidden, cfg.projector_out])
         self.reward_support = Support(*cfg.reward_range, bins)
