@@ -277,6 +277,15 @@ RETIRED = {"search.head_draw": "node", "search.root_prior": "uniform", "learn.po
            "search.root_widen_action": 0.0, "model.policy_log_std_max": 2.0}
 
 
+def _matches_retired(name: str, value: Any) -> bool:
+    """Whether `value` (typed, from a stored config, or a string, from an override) is the one
+    value a deleted setting may still take: `model.policy_log_std_max=2` reads as 2.0."""
+    try:
+        return _coerce(name, value, type(RETIRED[name])) == RETIRED[name]
+    except ConfigError:
+        return False
+
+
 def merge(cfg: Any, changes: dict[str, Any], prefix: str = "") -> Any:
     """Return `cfg` with the nested dict `changes` applied, checking every key and type."""
     if not isinstance(changes, dict):
@@ -286,7 +295,7 @@ def merge(cfg: Any, changes: dict[str, Any], prefix: str = "") -> Any:
     for key, value in changes.items():
         name = f"{prefix}{key}"
         if name in RETIRED:
-            if value == RETIRED[name]:
+            if _matches_retired(name, value):
                 continue
             raise ConfigError(f"{name}={value!r} is a deleted setting (see docs/results.md): this version "
                               f"runs only what {name}={RETIRED[name]!r} ran")

@@ -170,6 +170,16 @@ def test_a_stored_config_with_a_deleted_setting_loads_only_at_todays_behaviour()
         C.build("dmc", None, ["model.policy_log_std_max=0"])
 
 
+def test_an_override_naming_a_deleted_setting_at_its_retired_value_is_accepted():
+    # an override arrives as a string: "2" is the retired 2.0, "false" the retired False
+    assert C.build("dmc", None, ["model.policy_log_std_max=2", "learn.policy_correction=false",
+                                 "search.head_draw=node", "search.root_widen_action=0"]) == C.dmc()
+    with pytest.raises(C.ConfigError, match="model.policy_log_std_max='2.5' is a deleted setting"):
+        C.build("dmc", None, ["model.policy_log_std_max=2.5"])
+    with pytest.raises(C.ConfigError, match="learn.policy_correction='maybe' is a deleted setting"):
+        C.build("dmc", None, ["learn.policy_correction=maybe"])
+
+
 def test_bad_yaml_and_missing_file_and_unknown_preset(tmp_path):
     bad = tmp_path / "bad.yaml"
     bad.write_text("learn: [unclosed\n")
